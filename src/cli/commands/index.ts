@@ -1,0 +1,17 @@
+import type { CommandModule } from 'yargs';
+import { notYetAvailable } from '../notYet.js';
+
+// Each stage replaces its placeholder with `import { command as x } from './x.js'`.
+export const commands: CommandModule<any, any>[] = [
+  notYetAvailable('inspect <model>', 'show inputs/outputs, opsets, ops, parameters and multiply-adds of an ONNX model', 'issue #2'),
+  notYetAvailable('models', 'list the bundled models', 'issue #2'),
+  notYetAvailable('eval <model>', 'evaluate a model on a dataset at the original resolution', 'issue #2'),
+  notYetAvailable('bench <models..>', 'benchmark models on profiles', 'issue #2'),
+  notYetAvailable('segment <model> <inputs..>', 'segment images into masks', 'issue #2'),
+  notYetAvailable('rewrite <input> <output>', 'rewrite an ONNX graph with passes', 'issue #4'),
+  notYetAvailable('quantize <input> <output>', 'static INT8 quantization (QDQ)', 'issue #4'),
+  notYetAvailable('distill', 'distil a teacher into a student', 'issue #5'),
+  notYetAvailable('run <config>', 'run a pipeline config', 'issue #6'),
+  notYetAvailable('package <model>', 'package an edge bundle', 'issue #6'),
+  notYetAvailable('demo', 'the offline demo on the bundled models', 'issue #6'),
+];
