@@ -1,0 +1,476 @@
+/**
+ * The ONE image and mask reader/writer of LesionFuse (sharp, plus a small BMP decoder because sharp has
+ * none). Every stage that touches pixels (segmentation, evaluation, calibration, distillation) goes
+ * through here, so the INPUTS.md contract (EXIF orientation, colour modes, bombs, broken files) holds
+ * everywhere in the same way.
+ */
+import { promises as fs } from 'node:fs';
+import sharp, { type Metadata } from 'sharp';
+import { LesionFuseError, describeError } from '../util/errors.js';
+import { writeFileAtomic } from '../util/atomic.js';
+import { decodeBmp, isBmp, readBmpHeader } from './bmp.js';
+import type { SegmentationMetadata } from '../onnx/metadata.js';
+
+/** A decoded image: 8-bit RGB, interleaved, top row first, as a viewer shows it (EXIF orientation applied). */
+export interface DecodedImage {
+  width: number;
+  height: number;
+  /** width * height * 3 bytes, RGB, row-major (HWC). */
+  data: Uint8Array;
+  /** What was changed to get here (alpha flattened, 16-bit reduced, frames dropped...). */
+  warnings: string[];
+  /** Where it came from, when it came from a file. */
+  path?: string;
+}
+
+/** A binary mask: 1 = lesion, 0 = skin, row-major. */
+export interface Mask {
+  width: number;
+  height: number;
+  /** width * height bytes of 0/1. */
+  data: Uint8Array;
+  warnings: string[];
+}
+
+/**
+ * Largest declared width x height decoded by default (100 megapixels, e.g. 12000 x 8000): bigger
+ * headers are refused before any pixel is decoded, since a tiny file can declare a gigantic image.
+ * Raise it with `maxPixels` (API) or `--max-pixels` (CLI).
+ */
+export const DEFAULT_MAX_PIXELS = 100_000_000;
+
+export interface DecodeOptions {
+  /** Refuse images whose header declares more pixels than this (default {@link DEFAULT_MAX_PIXELS}). */
+  maxPixels?: number;
+}
+
+export type ImageFormat = 'jpeg' | 'png' | 'bmp' | 'tiff' | 'webp' | 'gif';
+
+/** The file extensions read as images (folders and globs pick files by these). */
+export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.jpe', '.jfif', '.png', '.bmp', '.dib', '.tif', '.tiff', '.webp', '.gif'] as const;
+
+/** Recognise an image format from its first bytes (never from the extension, which may lie). */
+export function sniffImageFormat(buf: Uint8Array): ImageFormat | null {
+  const b = (i: number): number => buf[i] ?? -1;
+  if (b(0) === 0xff && b(1) === 0xd8 && b(2) === 0xff) return 'jpeg';
+  if (b(0) === 0x89 && b(1) === 0x50 && b(2) === 0x4e && b(3) === 0x47) return 'png';
+  if (isBmp(buf) && buf.length >= 14) return 'bmp';
+  if ((b(0) === 0x49 && b(1) === 0x49 && b(2) === 0x2a && b(3) === 0) || (b(0) === 0x4d && b(1) === 0x4d && b(2) === 0 && b(3) === 0x2a)) return 'tiff';
+  if (b(0) === 0x52 && b(1) === 0x49 && b(2) === 0x46 && b(3) === 0x46 && b(8) === 0x57 && b(9) === 0x45 && b(10) === 0x42 && b(11) === 0x50) return 'webp';
+  if (b(0) === 0x47 && b(1) === 0x49 && b(2) === 0x46 && b(3) === 0x38) return 'gif';
+  return null;
+}
+
+function err(path: string, msg: string, cause?: unknown): LesionFuseError {
+  return new LesionFuseError(msg, { subject: path, cause });
+}
+
+/** Read a file's bytes, turning every way it can be missing or unreadable into one clear line. */
+async function readInputFile(path: string): Promise<Buffer> {
+  let st;
+  try {
+    st = await fs.stat(path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw err(path, 'no such file');
+    if (code === 'EACCES' || code === 'EPERM') throw err(path, 'permission denied');
+    if (code === 'ENOTDIR') throw err(path, 'no such file (a parent is not a folder)');
+    throw err(path, `cannot read: ${describeError(e)}`, e);
+  }
+  if (st.isDirectory()) throw err(path, 'is a directory, not an image file');
+  if (!st.isFile()) throw err(path, 'is not a regular file');
+  if (st.size === 0) throw err(path, 'empty file (0 bytes)');
+  try {
+    return await fs.readFile(path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EACCES' || code === 'EPERM') throw err(path, 'permission denied');
+    throw err(path, `cannot read: ${describeError(e)}`, e);
+  }
+}
+
+interface RawPixels {
+  width: number;
+  height: number;
+  channels: number;
+  /** 1 (uchar) or 2 (ushort) bytes per sample. */
+  bytesPerSample: 1 | 2;
+  data: Uint8Array | Uint16Array;
+  warnings: string[];
+  format: ImageFormat;
+}
+
+function checkPixels(path: string, width: number, height: number, maxPixels: number): void {
+  if (!(width > 0 && height > 0)) throw err(path, `the header declares an empty image (${width} x ${height})`);
+  if (width * height > maxPixels) {
+    throw err(
+      path,
+      `the header declares ${width} x ${height} = ${width * height} pixels, above the limit of ${maxPixels} (a decompression bomb?); ` +
+        `raise it with --max-pixels N (API: maxPixels) if the image is genuine`,
+    );
+  }
+}
+
+/**
+ * Decode a file to raw samples without colour conversion, after the bomb check on its header.
+ * `forImage` applies the image conversions (flatten alpha, sRGB, 8-bit); otherwise the raw channels
+ * are kept (masks are read through their palette colours, never raw indices).
+ */
+async function decodeRaw(path: string, opts: DecodeOptions, forImage: boolean): Promise<RawPixels> {
+  const maxPixels = opts.maxPixels ?? DEFAULT_MAX_PIXELS;
+  if (!(maxPixels > 0)) throw new LesionFuseError(`maxPixels must be a positive number, got ${maxPixels}`, { subject: '--max-pixels' });
+  const buf = await readInputFile(path);
+  const format = sniffImageFormat(buf);
+  if (!format) {
+    const head = Array.from(buf.subarray(0, 4), (x) => x.toString(16).padStart(2, '0')).join(' ');
+    throw err(path, `not a supported image (JPEG, PNG, BMP, TIFF, WebP or GIF); the file starts with bytes ${head}`);
+  }
+  const warnings: string[] = [];
+
+  if (format === 'bmp') {
+    const h = readBmpHeader(buf, path);
+    checkPixels(path, h.width, h.height, maxPixels);
+    const bmp = decodeBmp(buf, path);
+    if (bmp.palette && forImage) warnings.push('palette image converted to RGB');
+    let data = bmp.data;
+    let channels: number = bmp.channels;
+    if (bmp.channels === 4) {
+      if (forImage) {
+        data = flattenOverWhite(bmp.data, bmp.width * bmp.height);
+        channels = 3;
+        warnings.push('alpha channel flattened over white');
+      }
+    }
+    return { width: bmp.width, height: bmp.height, channels, bytesPerSample: 1, data, warnings, format };
+  }
+
+  let meta: Metadata;
+  try {
+    meta = await sharp(buf, { limitInputPixels: false }).metadata();
+  } catch (e) {
+    throw err(path, `corrupt or unreadable ${format.toUpperCase()} header (${describeError(e)})`, e);
+  }
+  const pageHeight = meta.pageHeight ?? meta.height ?? 0;
+  checkPixels(path, meta.width ?? 0, pageHeight, maxPixels);
+  if ((meta.pages ?? 1) > 1) warnings.push(`${meta.pages} frames/pages; only the first is used`);
+  if (forImage) {
+    if (meta.space === 'cmyk') warnings.push('CMYK image converted to sRGB');
+    if (meta.isPalette) warnings.push('palette image converted to RGB');
+    else if (meta.channels !== undefined && meta.channels <= 2) warnings.push('grayscale image converted to RGB');
+    if (meta.hasAlpha) warnings.push('alpha channel flattened over white');
+    if (meta.depth === 'ushort') warnings.push('16-bit image reduced to 8 bits per channel');
+  }
+  try {
+    let pipe = sharp(buf, { limitInputPixels: maxPixels, failOn: 'error', page: 0, pages: 1 }).rotate();
+    if (forImage) {
+      if (meta.hasAlpha) pipe = pipe.flatten({ background: { r: 255, g: 255, b: 255 } });
+      pipe = pipe.toColourspace('srgb').removeAlpha().raw({ depth: 'uchar' });
+    } else {
+      pipe = pipe.raw();
+    }
+    const { data, info } = await pipe.toBuffer({ resolveWithObject: true });
+    const samples = info.width * info.height * info.channels;
+    const bytesPerSample = data.length === samples * 2 ? 2 : 1;
+    const arr =
+      bytesPerSample === 2
+        ? new Uint16Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.length))
+        : new Uint8Array(data.buffer, data.byteOffset, data.length);
+    if (forImage && (info.channels !== 3 || bytesPerSample !== 1)) {
+      throw err(path, `decoded to ${info.channels} channels of ${bytesPerSample * 8} bits, expected 8-bit RGB`);
+    }
+    return { width: info.width, height: info.height, channels: info.channels, bytesPerSample, data: arr, warnings, format };
+  } catch (e) {
+    if (e instanceof LesionFuseError) throw e;
+    const m = describeError(e);
+    const what = /truncat|premature|end of (file|stream)|unexpected end|not enough/i.test(m) ? 'truncated' : 'corrupt';
+    throw err(path, `${what} ${format.toUpperCase()} data (${m})`, e);
+  }
+}
+
+function flattenOverWhite(rgba: Uint8Array, n: number): Uint8Array {
+  const out = new Uint8Array(n * 3);
+  for (let i = 0; i < n; i++) {
+    const a = rgba[i * 4 + 3]! / 255;
+    for (let c = 0; c < 3; c++) out[i * 3 + c] = Math.round(rgba[i * 4 + c]! * a + 255 * (1 - a));
+  }
+  return out;
+}
+
+/**
+ * Decode an image file to 8-bit RGB as a viewer shows it: EXIF orientation applied; grayscale,
+ * palette, CMYK and 16-bit converted; alpha flattened over white; the first frame of multi-frame
+ * files. Each conversion is stated in `warnings`. Headers declaring more than `maxPixels` are refused
+ * before decoding. Bad files (missing, directory, no permission, empty, truncated, corrupt, not an
+ * image) throw a LesionFuseError naming the path.
+ */
+export async function decodeImage(path: string, opts: DecodeOptions = {}): Promise<DecodedImage> {
+  const raw = await decodeRaw(path, opts, true);
+  return { width: raw.width, height: raw.height, data: raw.data as Uint8Array, warnings: raw.warnings, path };
+}
+
+export interface ReadMaskOptions extends DecodeOptions {
+  /** The size of the mask's image: a different size is refused by name unless `resize` is set. */
+  expectSize?: { width: number; height: number };
+  /** Resize (nearest neighbour) a mask whose size differs from `expectSize` instead of refusing it. */
+  resize?: boolean;
+}
+
+/**
+ * Read a mask as binary (1 = lesion). 0/255, 0/1, boolean (1-bit) and palette masks are read exactly;
+ * palette masks go through their palette colours (HAM10000's inverted palettes, index 0 = white, come
+ * out right). Colour masks count the brightest channel. Anything with intermediate values (anti-aliased
+ * edges, JPEG masks) is thresholded at half the range (>= 128 of 255) with a warning saying how many
+ * pixels were in between.
+ */
+export async function readMask(path: string, opts: ReadMaskOptions = {}): Promise<Mask> {
+  const raw = await decodeRaw(path, opts, false);
+  const warnings = [...raw.warnings];
+  const n = raw.width * raw.height;
+  const max = raw.bytesPerSample === 2 ? 65535 : 255;
+  // Colour channels only: a trailing alpha (2 = gray+alpha, 4 = RGBA) is not part of the mask.
+  const colour = raw.channels === 2 || raw.channels === 4 ? raw.channels - 1 : raw.channels;
+  if (colour !== raw.channels) warnings.push('alpha channel of the mask ignored');
+  const v = new Uint32Array(n);
+  let onlyZeroOne = true;
+  let intermediate = 0;
+  for (let i = 0; i < n; i++) {
+    let m = 0;
+    for (let c = 0; c < colour; c++) m = Math.max(m, raw.data[i * raw.channels + c]!);
+    v[i] = m;
+    if (m > 1) onlyZeroOne = false;
+    if (m !== 0 && m !== max) intermediate++;
+  }
+  const data = new Uint8Array(n);
+  if (onlyZeroOne) {
+    for (let i = 0; i < n; i++) data[i] = v[i]!;
+  } else {
+    const half = (max + 1) / 2;
+    for (let i = 0; i < n; i++) data[i] = v[i]! >= half ? 1 : 0;
+    if (intermediate > 0) {
+      warnings.push(`${intermediate} of ${n} mask pixels are neither 0 nor ${max} (anti-aliased or lossy${raw.format === 'jpeg' ? ' JPEG' : ''}); thresholded at ${half}`);
+    } else if (raw.format === 'jpeg') {
+      warnings.push('JPEG mask (lossy format); read as binary');
+    }
+  }
+  let mask: Mask = { width: raw.width, height: raw.height, data, warnings };
+  const ex = opts.expectSize;
+  if (ex && (ex.width !== mask.width || ex.height !== mask.height)) {
+    if (!opts.resize) {
+      throw err(path, `mask is ${mask.width} x ${mask.height} but its image is ${ex.width} x ${ex.height}; fix the pair or allow resizing (--resize-masks)`);
+    }
+    mask = resizeMaskNearest(mask, ex.width, ex.height);
+    mask.warnings.push(`mask resized from ${raw.width} x ${raw.height} to ${ex.width} x ${ex.height} (nearest neighbour)`);
+  }
+  return mask;
+}
+
+/** Nearest-neighbour resize of a binary mask (half-pixel centres). */
+export function resizeMaskNearest(mask: Mask, width: number, height: number): Mask {
+  const out = new Uint8Array(width * height);
+  for (let y = 0; y < height; y++) {
+    const sy = Math.min(mask.height - 1, Math.floor(((y + 0.5) * mask.height) / height));
+    for (let x = 0; x < width; x++) {
+      const sx = Math.min(mask.width - 1, Math.floor(((x + 0.5) * mask.width) / width));
+      out[y * width + x] = mask.data[sy * mask.width + sx]!;
+    }
+  }
+  return { width, height, data: out, warnings: [...mask.warnings] };
+}
+
+async function pngBytes(data: Uint8Array, width: number, height: number, channels: 1 | 3): Promise<Buffer> {
+  const img = sharp(Buffer.from(data.buffer, data.byteOffset, data.byteLength), { raw: { width, height, channels } });
+  // Without an explicit colourspace sharp would store a single channel as RGB.
+  return (channels === 1 ? img.toColourspace('b-w') : img)
+    .png({ compressionLevel: 6 })
+    .toBuffer();
+}
+
+/** Write a mask as a single-channel 8-bit PNG, 0 = skin and 255 = lesion, atomically. */
+export async function writeMaskPng(path: string, mask: { width: number; height: number; data: Uint8Array }): Promise<void> {
+  const px = new Uint8Array(mask.width * mask.height);
+  for (let i = 0; i < px.length; i++) px[i] = mask.data[i] ? 255 : 0;
+  await writeFileAtomic(path, await pngBytes(px, mask.width, mask.height, 1));
+}
+
+/** Write a probability map (0..1) as an 8-bit grayscale PNG (round(p * 255)), atomically. */
+export async function writeProbabilityPng(path: string, probability: Float32Array, width: number, height: number): Promise<void> {
+  if (probability.length !== width * height) throw new LesionFuseError(`probability map has ${probability.length} values, not ${width} x ${height}`, { subject: path });
+  const px = new Uint8Array(width * height);
+  for (let i = 0; i < px.length; i++) px[i] = Math.round(Math.min(1, Math.max(0, probability[i]!)) * 255);
+  await writeFileAtomic(path, await pngBytes(px, width, height, 1));
+}
+
+/** Write the image with the lesion tinted red (40%) and its outline in yellow, as an RGB PNG, atomically. */
+export async function writeOverlayPng(path: string, image: DecodedImage, mask: { width: number; height: number; data: Uint8Array }): Promise<void> {
+  const { width: w, height: h } = image;
+  if (mask.width !== w || mask.height !== h) {
+    throw new LesionFuseError(`overlay: mask is ${mask.width} x ${mask.height} but the image is ${w} x ${h}`, { subject: path });
+  }
+  const px = new Uint8Array(image.data);
+  const m = mask.data;
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const i = y * w + x;
+      if (!m[i]) continue;
+      const edge = x === 0 || y === 0 || x === w - 1 || y === h - 1 || !m[i - 1] || !m[i + 1] || !m[i - w] || !m[i + w];
+      if (edge) {
+        px[i * 3] = 255;
+        px[i * 3 + 1] = 255;
+        px[i * 3 + 2] = 0;
+      } else {
+        px[i * 3] = Math.round(px[i * 3]! * 0.6 + 255 * 0.4);
+        px[i * 3 + 1] = Math.round(px[i * 3 + 1]! * 0.6);
+        px[i * 3 + 2] = Math.round(px[i * 3 + 2]! * 0.6);
+      }
+    }
+  }
+  await writeFileAtomic(path, await pngBytes(px, w, h, 3));
+}
+
+const PRECISION_BITS = 22;
+const ONE = 2 ** PRECISION_BITS;
+
+/**
+ * Triangle-filter weights for one axis, support widened by the scale when downscaling (antialiasing),
+ * as fixed-point integers with 22 fractional bits (Pillow's `precompute_coeffs` + `normalize_coeffs_8bpc`).
+ */
+function resampleWeights(inSize: number, outSize: number): { start: Int32Array; count: Int32Array; weights: Float64Array; taps: number } {
+  const scale = inSize / outSize;
+  const filterScale = Math.max(scale, 1);
+  const support = filterScale; // the triangle filter's support (1) widened by the scale
+  const taps = Math.ceil(support) * 2 + 1;
+  const start = new Int32Array(outSize);
+  const count = new Int32Array(outSize);
+  const weights = new Float64Array(outSize * taps);
+  const w = new Float64Array(taps);
+  for (let i = 0; i < outSize; i++) {
+    const centre = (i + 0.5) * scale;
+    const lo = Math.max(0, Math.trunc(centre - support + 0.5));
+    const hi = Math.min(inSize, Math.trunc(centre + support + 0.5));
+    const n = hi - lo;
+    let total = 0;
+    for (let k = 0; k < n; k++) {
+      const t = Math.abs((k + lo - centre + 0.5) / filterScale);
+      w[k] = t < 1 ? 1 - t : 0;
+      total += w[k]!;
+    }
+    for (let k = 0; k < n; k++) weights[i * taps + k] = Math.trunc(0.5 + (total !== 0 ? w[k]! / total : w[k]!) * ONE);
+    start[i] = lo;
+    count[i] = n;
+  }
+  return { start, count, weights, taps };
+}
+
+function clip8(acc: number): number {
+  const v = Math.floor(acc / ONE);
+  return v < 0 ? 0 : v > 255 ? 255 : v;
+}
+
+/**
+ * Resize 8-bit interleaved pixels with a bilinear (triangle) filter, half-pixel centres, widened when
+ * downscaling: the same algorithm and fixed-point arithmetic as Pillow's `Image.resize(..., BILINEAR)`,
+ * which the teacher's training preprocessing uses, so models see the same pixels at inference
+ * (horizontal pass, then vertical, each rounded to 8 bits).
+ */
+export function resizeBilinearU8(src: Uint8Array, inW: number, inH: number, channels: number, outW: number, outH: number): Uint8Array {
+  let cur = src;
+  let curW = inW;
+  if (outW !== inW) {
+    const hx = resampleWeights(inW, outW);
+    const tmp = new Uint8Array(outW * inH * channels);
+    for (let y = 0; y < inH; y++) {
+      for (let x = 0; x < outW; x++) {
+        const s = hx.start[x]!;
+        const n = hx.count[x]!;
+        for (let c = 0; c < channels; c++) {
+          let acc = ONE / 2;
+          for (let k = 0; k < n; k++) acc += cur[(y * inW + s + k) * channels + c]! * hx.weights[x * hx.taps + k]!;
+          tmp[(y * outW + x) * channels + c] = clip8(acc);
+        }
+      }
+    }
+    cur = tmp;
+    curW = outW;
+  }
+  if (outH === inH) return cur === src ? new Uint8Array(src) : cur;
+  const vy = resampleWeights(inH, outH);
+  const out = new Uint8Array(curW * outH * channels);
+  for (let y = 0; y < outH; y++) {
+    const s = vy.start[y]!;
+    const n = vy.count[y]!;
+    for (let x = 0; x < curW; x++) {
+      for (let c = 0; c < channels; c++) {
+        let acc = ONE / 2;
+        for (let k = 0; k < n; k++) acc += cur[((s + k) * curW + x) * channels + c]! * vy.weights[y * vy.taps + k]!;
+        out[(y * curW + x) * channels + c] = clip8(acc);
+      }
+    }
+  }
+  return out;
+}
+
+/** What {@link toModelInput} needs to know: the model's fixed input size and its normalisation. */
+export type ModelInputSpec = Pick<SegmentationMetadata, 'mean' | 'std' | 'channelOrder'> & { height: number; width: number };
+
+/**
+ * Prepare images as one NCHW float32 batch for the model: resize each to H x W (see
+ * {@link resizeBilinearU8}), scale to 0..1, subtract `mean` and divide by `std` per channel, in the
+ * model's channel order (RGB or BGR).
+ */
+export function toModelInput(images: readonly DecodedImage[], meta: ModelInputSpec): Float32Array {
+  const { height: H, width: W } = meta;
+  const plane = H * W;
+  const out = new Float32Array(images.length * 3 * plane);
+  const order = meta.channelOrder === 'BGR' ? [2, 1, 0] : [0, 1, 2];
+  images.forEach((img, n) => {
+    if (img.data.length !== img.width * img.height * 3) {
+      throw new LesionFuseError(`image has ${img.data.length} bytes, not ${img.width} x ${img.height} x 3`, { subject: img.path ?? 'image' });
+    }
+    const px = resizeBilinearU8(img.data, img.width, img.height, 3, W, H);
+    for (let c = 0; c < 3; c++) {
+      const srcC = order[c]!;
+      const mean = meta.mean[srcC]!;
+      const std = meta.std[srcC]!;
+      const base = (n * 3 + c) * plane;
+      for (let i = 0; i < plane; i++) out[base + i] = (px[i * 3 + srcC]! / 255 - mean) / std;
+    }
+  });
+  return out;
+}
+
+/**
+ * Bilinear resize of a single-channel float map with half-pixel centres and edge clamping (PyTorch's
+ * `interpolate(mode='bilinear', align_corners=False)` without antialiasing): used to bring the model's
+ * probability map back to the original image size.
+ */
+export function resizeProbability(prob: Float32Array, fromH: number, fromW: number, toH: number, toW: number): Float32Array {
+  if (prob.length !== fromH * fromW) throw new LesionFuseError(`probability map has ${prob.length} values, not ${fromH} x ${fromW}`);
+  if (fromH === toH && fromW === toW) return new Float32Array(prob);
+  const out = new Float32Array(toH * toW);
+  const sy = fromH / toH;
+  const sx = fromW / toW;
+  const x0 = new Int32Array(toW);
+  const x1 = new Int32Array(toW);
+  const lx = new Float32Array(toW);
+  for (let x = 0; x < toW; x++) {
+    const f = Math.max(0, (x + 0.5) * sx - 0.5);
+    const i = Math.min(Math.floor(f), fromW - 1);
+    x0[x] = i;
+    x1[x] = Math.min(i + 1, fromW - 1);
+    lx[x] = f - i;
+  }
+  for (let y = 0; y < toH; y++) {
+    const fy = Math.max(0, (y + 0.5) * sy - 0.5);
+    const y0 = Math.min(Math.floor(fy), fromH - 1);
+    const y1 = Math.min(y0 + 1, fromH - 1);
+    const ly = fy - y0;
+    const r0 = y0 * fromW;
+    const r1 = y1 * fromW;
+    for (let x = 0; x < toW; x++) {
+      const a = prob[r0 + x0[x]!]! * (1 - lx[x]!) + prob[r0 + x1[x]!]! * lx[x]!;
+      const b = prob[r1 + x0[x]!]! * (1 - lx[x]!) + prob[r1 + x1[x]!]! * lx[x]!;
+      out[y * toW + x] = a * (1 - ly) + b * ly;
+    }
+  }
+  return out;
+}
