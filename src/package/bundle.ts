@@ -1,0 +1,468 @@
+/**
+ * Edge bundles: one folder (and a .tar.gz of it) that a device needs to run a model, and a check
+ * that a bundle is intact and still gives the answer recorded when it was made.
+ *
+ * Layout of a bundle folder:
+ *   model.onnx               the model (self-contained: external data is inlined)
+ *   manifest.json            inputs/outputs, pre- and post-processing, profile, measurements, SHA-256 of every file
+ *   MODEL_CARD.md            what it is for, how it was made, data terms, limits
+ *   sample/input.<ext>       a sample image (bundled sample, with attribution in the card)
+ *   sample/expected_mask.png its mask as recorded at packaging time
+ *   sample/expected.json     a summary of the recorded probability map and the tolerance verify uses
+ *   CHECKSUMS.sha256         `sha256sum -c` compatible list of every file, manifest.json included
+ */
+import { promises as fs, existsSync, readdirSync, statSync } from 'node:fs';
+import { basename, dirname, extname, join, relative, resolve, sep } from 'node:path';
+import { tmpdir } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { readModel, encodeModel } from '../onnx/io.js';
+import { readSegmentationMetadata, type SegmentationMetadata } from '../onnx/metadata.js';
+import { dataTypeName } from '../onnx/tensor.js';
+import type { Model } from '../onnx/ir.js';
+import { LesionFuseError, describeError } from '../util/errors.js';
+import { sha256, sha256File } from '../util/hash.js';
+import { writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
+import { packageRoot } from '../util/paths.js';
+import { resolveModelPath } from '../models.js';
+import { VERSION } from '../version.js';
+import { findModelCard, renderModelCard } from './card.js';
+import { createTarGz, readTarGz } from './tar.js';
+import { segmentSample, type SampleOutput } from './sample.js';
+import { writeMaskPng, readMask } from '../runtime/image.js';
+
+export const BUNDLE_SCHEMA = 'lesionfuse.bundle/1';
+
+/** Measurements to record in the manifest and the card (all optional). */
+export interface BundleMetrics {
+  dice?: number;
+  diceCi95?: [number, number];
+  /** What the Dice was measured on, e.g. 'test split of ../shared/data (306 images)'. */
+  dataset?: string;
+  latencyMedianMs?: number;
+  latencyP90Ms?: number;
+  /** The profile the latency was measured on (default: the bundle's profile). */
+  profile?: string;
+}
+
+/** Options of {@link packageBundle}. */
+export interface PackageOptions {
+  /** The model: a path or `default:teacher` / `default:student`. */
+  model: string;
+  /** The profile the model was tuned for (a name such as 'cpu-2t'); recorded, and used to run the sample. */
+  profile: string;
+  /** The bundle folder to create. An existing bundle there is replaced only once the new one is complete. */
+  out: string;
+  /** Also write `<out>.tar.gz`. Default false. */
+  tar?: boolean;
+  metrics?: BundleMetrics;
+  /** A sample image to bundle with its recorded output. Default: the first image of the package's samples/images. */
+  sample?: string;
+  /** A name for the manifest and the card. Default: the model's lesionfuse.model_name, else the file stem. */
+  name?: string;
+  /** How the model was made, one step per entry (goes into the card and the manifest). */
+  provenance?: string[];
+  /** The source model's card. Default: MODEL_CARD.md found beside the model; null for none. */
+  modelCard?: string | null;
+}
+
+/** One input or output of the model as the manifest lists it. */
+export interface TensorSpec {
+  name: string;
+  type: string;
+  shape: (number | string | null)[] | null;
+}
+
+/** Summary of the recorded probability map of the sample, and the tolerance of the comparison. */
+export interface ExpectedSample {
+  image: string;
+  width: number;
+  height: number;
+  foregroundPixels: number;
+  /** SHA-256 of the 0/1 mask bytes (row-major, original size): equal means bit-identical output. */
+  maskSha256: string;
+  probability: { mean: number; min: number; max: number; grid: { rows: number; cols: number; values: number[] } };
+  tolerance: { probabilityGridAbs: number; maskAgreement: number; why: string };
+}
+
+/** manifest.json */
+export interface BundleManifest {
+  schema: typeof BUNDLE_SCHEMA;
+  name: string;
+  sdkVersion: string;
+  createdAt: string;
+  model: { file: string; sha256: string; sizeBytes: number; irVersion: number; opsets: { domain: string; version: number }[]; parameters: number };
+  inputs: TensorSpec[];
+  outputs: TensorSpec[];
+  preprocessing: {
+    size: { height: number; width: number };
+    resize: string;
+    scale: string;
+    mean: [number, number, number];
+    std: [number, number, number];
+    channelOrder: 'RGB' | 'BGR';
+    layout: 'NCHW';
+  };
+  postprocessing: { output: 'logits' | 'probabilities'; activation: 'sigmoid' | 'none'; threshold: number; resize: string };
+  profile: string;
+  measured: BundleMetrics | null;
+  provenance: string[];
+  sample: { input: string; mask: string; expected: string };
+  /** SHA-256 of every file except manifest.json itself (CHECKSUMS.sha256 covers it). */
+  files: Record<string, string>;
+}
+
+/** What {@link packageBundle} made. */
+export interface PackageResult {
+  dir: string;
+  tarball: string | null;
+  manifest: BundleManifest;
+}
+
+// Grid of the probability summary: coarse enough to be small, fine enough that a wrong model shows.
+const GRID = 16;
+// Stated tolerance. Same machine and build: outputs are bit-identical. Another CPU or onnxruntime build
+// may pick other kernels (e.g. INT8 with or without VNNI), which moves probabilities slightly and may flip
+// pixels right at the threshold; a wrong or damaged model moves far more than this.
+const TOLERANCE = { probabilityGridAbs: 0.01, maskAgreement: 0.99, why: 'other CPUs/builds may pick other kernels; a wrong model differs far more' };
+
+function summarise(s: SampleOutput, image: string): ExpectedSample {
+  const { width: w, height: h, probability: p, mask } = s;
+  let min = Infinity;
+  let max = -Infinity;
+  let sum = 0;
+  let fg = 0;
+  const cells = new Float64Array(GRID * GRID);
+  const counts = new Float64Array(GRID * GRID);
+  for (let y = 0; y < h; y++) {
+    const gy = Math.min(GRID - 1, Math.floor((y * GRID) / h));
+    for (let x = 0; x < w; x++) {
+      const v = p[y * w + x]!;
+      const gx = Math.min(GRID - 1, Math.floor((x * GRID) / w));
+      cells[gy * GRID + gx] += v;
+      counts[gy * GRID + gx]! += 1;
+      sum += v;
+      if (v < min) min = v;
+      if (v > max) max = v;
+      if (mask[y * w + x]) fg++;
+    }
+  }
+  const round = (v: number) => Math.round(v * 1e6) / 1e6;
+  return {
+    image,
+    width: w,
+    height: h,
+    foregroundPixels: fg,
+    maskSha256: sha256(mask),
+    probability: {
+      mean: round(sum / (w * h)),
+      min: round(min),
+      max: round(max),
+      grid: { rows: GRID, cols: GRID, values: Array.from(cells, (c, i) => round(counts[i]! > 0 ? c / counts[i]! : 0)) },
+    },
+    tolerance: TOLERANCE,
+  };
+}
+
+function tensorSpecs(model: Model, which: 'inputs' | 'outputs'): TensorSpec[] {
+  const inits = new Set(model.graph.initializers.map((i) => i.name));
+  return model.graph[which]
+    .filter((v) => which === 'outputs' || !inits.has(v.name))
+    .map((v) => ({ name: v.name, type: dataTypeName(v.dataType), shape: v.shape ? [...v.shape] : null }));
+}
+
+function inputSizeOf(meta: SegmentationMetadata, inputs: TensorSpec[], modelPath: string): { height: number; width: number } {
+  if (meta.inputSize) return meta.inputSize;
+  const s = inputs[0]?.shape;
+  if (s && s.length === 4 && typeof s[2] === 'number' && typeof s[3] === 'number' && s[2] > 0 && s[3] > 0) return { height: s[2], width: s[3] };
+  throw new LesionFuseError(`the model has no fixed input size (metadata lesionfuse.input_size or a static [N,3,H,W] input); fix it first with \`lesionfuse rewrite --input-size HxW\``, { subject: modelPath });
+}
+
+/** The default sample: the first bundled sample image (samples/images, sorted by name). */
+export function defaultSampleImage(): string {
+  const dir = join(packageRoot(), 'samples', 'images');
+  const files = existsSync(dir) ? readdirSync(dir).filter((f) => /\.(jpe?g|png|bmp|tiff?|webp)$/i.test(f)).sort() : [];
+  if (!files.length) throw new LesionFuseError('no bundled sample image to put in the bundle; give one with `sample` (--sample)', { subject: dir });
+  return join(dir, files[0]!);
+}
+
+/** All files under `dir`, as '/'-separated relative paths, sorted. */
+function listFiles(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else out.push(relative(dir, p).split(sep).join('/'));
+    }
+  };
+  walk(dir);
+  return out.sort();
+}
+
+async function checksumsText(dir: string, files: string[]): Promise<string> {
+  const lines: string[] = [];
+  for (const f of files) lines.push(`${await sha256File(join(dir, f))}  ${f}`);
+  return lines.join('\n') + '\n';
+}
+
+/** Replace `dest` by the finished folder `tmp` (rename; an old bundle is removed only after the swap). */
+async function swapIn(tmp: string, dest: string): Promise<void> {
+  if (existsSync(dest)) {
+    if (!statSync(dest).isDirectory()) throw new LesionFuseError('exists and is not a folder', { subject: dest });
+    const old = `${dest}.old-${randomBytes(4).toString('hex')}`;
+    await fs.rename(dest, old);
+    await fs.rename(tmp, dest);
+    await fs.rm(old, { recursive: true, force: true });
+  } else {
+    await fs.rename(tmp, dest);
+  }
+}
+
+/**
+ * Make an edge bundle from a model: the folder `out` (and `<out>.tar.gz` when `tar`). The sample image is
+ * segmented on the spot (with the bundle's profile) and its output recorded, so `verifyBundle` can later
+ * prove the copied bundle still gives the same answer. The folder is assembled next to `out` and renamed
+ * into place only when complete.
+ */
+export async function packageBundle(opts: PackageOptions): Promise<PackageResult> {
+  const modelPath = resolveModelPath(opts.model);
+  const model = await readModel(modelPath);
+  const meta = readSegmentationMetadata(model.metadata);
+  const inputs = tensorSpecs(model, 'inputs');
+  const outputs = tensorSpecs(model, 'outputs');
+  if (inputs.length !== 1) throw new LesionFuseError(`a bundle needs a model with one image input; found ${inputs.length}: ${inputs.map((i) => i.name).join(', ')}`, { subject: modelPath });
+  if (outputs.length !== 1) throw new LesionFuseError(`a bundle needs a model with one segmentation output; found ${outputs.length}: ${outputs.map((o) => o.name).join(', ')}`, { subject: modelPath });
+  const size = inputSizeOf(meta, inputs, modelPath);
+  const samplePath = resolve(opts.sample ?? defaultSampleImage());
+  const dest = resolve(opts.out);
+  const createdAt = new Date().toISOString();
+  const name = opts.name ?? meta.modelName ?? basename(modelPath).replace(/\.onnx$/i, '');
+  const provenance = opts.provenance ?? [];
+  const sourceCard = opts.modelCard === undefined ? findModelCard(modelPath) : opts.modelCard;
+
+  await fs.mkdir(dirname(dest), { recursive: true });
+  const tmp = `${dest}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  try {
+    await fs.mkdir(join(tmp, 'sample'), { recursive: true });
+    // A model with external data is written self-contained, so the bundle is one model file.
+    const hasExternal = model.graph.initializers.some((i) => i.external);
+    if (hasExternal) {
+      for (const i of model.graph.initializers) delete i.external;
+      await writeFileAtomic(join(tmp, 'model.onnx'), encodeModel(model));
+    } else {
+      await fs.copyFile(modelPath, join(tmp, 'model.onnx'));
+    }
+    const modelSha = await sha256File(join(tmp, 'model.onnx'));
+    const modelSize = (await fs.stat(join(tmp, 'model.onnx'))).size;
+
+    const inputName = `sample/input${extname(samplePath).toLowerCase() || '.img'}`;
+    await fs.copyFile(samplePath, join(tmp, inputName));
+    // Bundled samples are public data with terms: their attribution travels with them.
+    const attribution = join(dirname(dirname(samplePath)), 'ATTRIBUTION.md');
+    if (existsSync(attribution)) await fs.copyFile(attribution, join(tmp, 'sample/ATTRIBUTION.md'));
+    const out = await segmentSample(join(tmp, 'model.onnx'), join(tmp, inputName), opts.profile);
+    await writeMaskPng(join(tmp, 'sample/expected_mask.png'), { width: out.width, height: out.height, data: out.mask });
+    await writeJsonAtomic(join(tmp, 'sample/expected.json'), summarise(out, basename(samplePath)));
+
+    const parameters = model.graph.initializers.reduce((n, i) => n + i.dims.reduce((a, b) => a * b, 1), 0);
+    await writeFileAtomic(join(tmp, 'MODEL_CARD.md'), renderModelCard({
+      name, modelFile: 'model.onnx', sha256: modelSha, sizeBytes: modelSize, inputSize: size, threshold: meta.threshold,
+      output: meta.output, profile: opts.profile, metadata: model.metadata,
+      provenance: [...provenance, `sample image: ${basename(samplePath)} (bundled sample of public data; see samples/ATTRIBUTION.md of LesionFuse)`],
+      metrics: opts.metrics, sourceCard, sdkVersion: VERSION, createdAt,
+    }));
+
+    const files: Record<string, string> = {};
+    for (const f of listFiles(tmp)) files[f] = await sha256File(join(tmp, f));
+    const manifest: BundleManifest = {
+      schema: BUNDLE_SCHEMA,
+      name,
+      sdkVersion: VERSION,
+      createdAt,
+      model: { file: 'model.onnx', sha256: modelSha, sizeBytes: modelSize, irVersion: model.irVersion, opsets: model.opsetImports.map((o) => ({ ...o })), parameters },
+      inputs,
+      outputs,
+      preprocessing: {
+        size,
+        resize: `bilinear with half-pixel centres to ${size.height} x ${size.width} (aspect ratio not kept), after EXIF orientation`,
+        scale: 'pixel / 255',
+        mean: meta.mean,
+        std: meta.std,
+        channelOrder: meta.channelOrder,
+        layout: 'NCHW',
+      },
+      postprocessing: {
+        output: meta.output,
+        activation: meta.output === 'logits' ? 'sigmoid' : 'none',
+        threshold: meta.threshold,
+        resize: 'probability map resized bilinearly (half-pixel centres) to the original image size, then lesion = probability > threshold',
+      },
+      profile: opts.profile,
+      measured: opts.metrics ? { ...opts.metrics, profile: opts.metrics.profile ?? opts.profile } : null,
+      provenance,
+      sample: { input: inputName, mask: 'sample/expected_mask.png', expected: 'sample/expected.json' },
+      files,
+    };
+    await writeJsonAtomic(join(tmp, 'manifest.json'), manifest);
+    await writeFileAtomic(join(tmp, 'CHECKSUMS.sha256'), await checksumsText(tmp, listFiles(tmp).filter((f) => f !== 'CHECKSUMS.sha256')));
+    await swapIn(tmp, dest);
+  } catch (err) {
+    await fs.rm(tmp, { recursive: true, force: true });
+    throw err;
+  }
+  let tarball: string | null = null;
+  if (opts.tar) {
+    tarball = `${dest}.tar.gz`;
+    await writeTarball(dest, tarball);
+  }
+  const manifest = JSON.parse(await fs.readFile(join(dest, 'manifest.json'), 'utf8')) as BundleManifest;
+  return { dir: dest, tarball, manifest };
+}
+
+/** Write `dir` as a .tar.gz whose entries sit under `<basename(dir)>/`, atomically. */
+export async function writeTarball(dir: string, tarball: string): Promise<void> {
+  const root = basename(dir);
+  const entries = [{ name: `${root}/`, data: new Uint8Array(0) }];
+  const dirs = new Set<string>();
+  for (const f of listFiles(dir)) {
+    const parts = f.split('/');
+    for (let i = 1; i < parts.length; i++) {
+      const d = `${root}/${parts.slice(0, i).join('/')}/`;
+      if (!dirs.has(d)) {
+        dirs.add(d);
+        entries.push({ name: d, data: new Uint8Array(0) });
+      }
+    }
+    entries.push({ name: `${root}/${f}`, data: new Uint8Array(await fs.readFile(join(dir, f))) });
+  }
+  await writeFileAtomic(tarball, createTarGz(entries));
+}
+
+/** What {@link verifyBundle} checked. */
+export interface VerifyResult {
+  bundle: string;
+  name: string;
+  /** One line per check that passed. */
+  checks: string[];
+  sample: { maskAgreement: number; maxGridDiff: number; identical: boolean };
+}
+
+/** Options of {@link verifyBundle}. */
+export interface VerifyOptions {
+  /** Profile to run the sample with. Default: the one in the manifest. */
+  profile?: string;
+}
+
+function parseChecksums(text: string, subject: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const [i, line] of text.split('\n').entries()) {
+    if (!line.trim()) continue;
+    const m = /^([0-9a-f]{64}) [ *](.+)$/.exec(line);
+    if (!m) throw new LesionFuseError(`line ${i + 1} is not '<sha256>  <file>'`, { subject });
+    out.set(m[2]!, m[1]!);
+  }
+  return out;
+}
+
+async function readJson<T>(path: string, shown: string): Promise<T> {
+  try {
+    return JSON.parse(await fs.readFile(path, 'utf8')) as T;
+  } catch (err) {
+    throw new LesionFuseError(`cannot read as JSON (${describeError(err)})`, { subject: shown });
+  }
+}
+
+/**
+ * Check a bundle end to end: every file against CHECKSUMS.sha256 and the manifest (a changed, missing or
+ * extra file is refused by name), the model loads, the bundled sample gives the recorded output within
+ * the tolerance stated in sample/expected.json. Accepts the folder or its .tar.gz (extracted to a temporary
+ * folder). Throws LesionFuseError naming the offending file; returns what was checked.
+ */
+export async function verifyBundle(path: string, opts: VerifyOptions = {}): Promise<VerifyResult> {
+  const abs = resolve(path);
+  let st;
+  try {
+    st = await fs.stat(abs);
+  } catch {
+    throw new LesionFuseError('no such bundle (folder or .tar.gz)', { subject: path });
+  }
+  if (st.isDirectory()) return verifyFolder(abs, abs, opts);
+  const tmp = await fs.mkdtemp(join(tmpdir(), 'lesionfuse-verify-'));
+  try {
+    const entries = readTarGz(new Uint8Array(await fs.readFile(abs)), path);
+    const roots = new Set(entries.map((e) => e.name.split('/')[0]!));
+    if (roots.size !== 1) throw new LesionFuseError('a bundle tarball must hold exactly one top folder', { subject: path });
+    for (const e of entries) {
+      const target = join(tmp, e.name);
+      if (!resolve(target).startsWith(tmp + sep)) throw new LesionFuseError(`entry '${e.name}' escapes the folder`, { subject: path });
+      if (e.name.endsWith('/')) await fs.mkdir(target, { recursive: true });
+      else {
+        await fs.mkdir(dirname(target), { recursive: true });
+        await fs.writeFile(target, e.data);
+      }
+    }
+    return await verifyFolder(join(tmp, [...roots][0]!), `${path}:${[...roots][0]}`, opts);
+  } finally {
+    await fs.rm(tmp, { recursive: true, force: true });
+  }
+}
+
+async function verifyFolder(dir: string, shown: string, opts: VerifyOptions): Promise<VerifyResult> {
+  const name = (f: string) => `${shown}/${f}`;
+  const checks: string[] = [];
+  const ckPath = join(dir, 'CHECKSUMS.sha256');
+  if (!existsSync(ckPath)) throw new LesionFuseError('missing: not a LesionFuse bundle (no CHECKSUMS.sha256)', { subject: name('CHECKSUMS.sha256') });
+  const sums = parseChecksums(await fs.readFile(ckPath, 'utf8'), name('CHECKSUMS.sha256'));
+  const present = listFiles(dir).filter((f) => f !== 'CHECKSUMS.sha256');
+  for (const f of present) if (!sums.has(f)) throw new LesionFuseError('file is not listed in CHECKSUMS.sha256 (added after packaging?)', { subject: name(f) });
+  for (const [f, want] of sums) {
+    if (!existsSync(join(dir, f))) throw new LesionFuseError('listed in CHECKSUMS.sha256 but missing', { subject: name(f) });
+    const got = await sha256File(join(dir, f));
+    if (got !== want) throw new LesionFuseError(`checksum mismatch: the file was changed after packaging (SHA-256 ${got.slice(0, 12)}..., expected ${want.slice(0, 12)}...)`, { subject: name(f) });
+  }
+  checks.push(`${sums.size} files match CHECKSUMS.sha256`);
+  const manifest = await readJson<BundleManifest>(join(dir, 'manifest.json'), name('manifest.json'));
+  if (manifest.schema !== BUNDLE_SCHEMA) throw new LesionFuseError(`schema is '${manifest.schema}', expected '${BUNDLE_SCHEMA}'`, { subject: name('manifest.json') });
+  for (const [f, want] of Object.entries(manifest.files ?? {})) {
+    if (sums.get(f) !== want) throw new LesionFuseError(`manifest.json and CHECKSUMS.sha256 disagree about this file`, { subject: name(f) });
+  }
+  for (const f of sums.keys()) if (f !== 'manifest.json' && !(f in (manifest.files ?? {}))) throw new LesionFuseError('file not listed in manifest.json', { subject: name(f) });
+  checks.push('manifest.json lists the same files and hashes');
+
+  const modelFile = join(dir, manifest.model.file);
+  let model: Model;
+  try {
+    model = await readModel(modelFile);
+  } catch (err) {
+    throw new LesionFuseError(`model does not load: ${describeError(err)}`, { subject: name(manifest.model.file) });
+  }
+  const meta = readSegmentationMetadata(model.metadata);
+  if (meta.threshold !== manifest.postprocessing.threshold || meta.channelOrder !== manifest.preprocessing.channelOrder) {
+    throw new LesionFuseError('threshold or channel order differ from the model\'s own metadata', { subject: name('manifest.json') });
+  }
+  checks.push(`model loads (${model.graph.nodes.length} nodes, opset ${model.opsetImports.map((o) => `${o.domain || 'ai.onnx'} ${o.version}`).join(', ')})`);
+
+  const expected = await readJson<ExpectedSample>(join(dir, manifest.sample.expected), name(manifest.sample.expected));
+  const profile = opts.profile ?? manifest.profile;
+  const out = await segmentSample(modelFile, join(dir, manifest.sample.input), profile);
+  if (out.width !== expected.width || out.height !== expected.height) {
+    throw new LesionFuseError(`sample output is ${out.width} x ${out.height}, recorded ${expected.width} x ${expected.height}`, { subject: name(manifest.sample.input) });
+  }
+  const recordedMask = await readMask(join(dir, manifest.sample.mask));
+  let agree = 0;
+  for (let i = 0; i < out.mask.length; i++) if ((out.mask[i] ? 1 : 0) === recordedMask.data[i]) agree++;
+  const agreement = agree / out.mask.length;
+  const now = summarise(out, expected.image);
+  let maxGridDiff = Math.abs(now.probability.mean - expected.probability.mean);
+  now.probability.grid.values.forEach((v, i) => (maxGridDiff = Math.max(maxGridDiff, Math.abs(v - (expected.probability.grid.values[i] ?? NaN)))));
+  if (!(maxGridDiff <= expected.tolerance.probabilityGridAbs) || !(agreement >= expected.tolerance.maskAgreement)) {
+    throw new LesionFuseError(
+      `the model's output on the bundled sample differs from the recorded one: mask agreement ${(agreement * 100).toFixed(3)}% ` +
+      `(need >= ${(expected.tolerance.maskAgreement * 100).toFixed(1)}%), max probability difference ${maxGridDiff.toFixed(4)} (need <= ${expected.tolerance.probabilityGridAbs}) on profile ${profile}`,
+      { subject: name(manifest.model.file) },
+    );
+  }
+  const identical = now.maskSha256 === expected.maskSha256;
+  checks.push(`sample ${expected.image} on ${profile}: mask agreement ${(agreement * 100).toFixed(3)}%${identical ? ' (bit-identical)' : ''}, max probability difference ${maxGridDiff.toExponential(2)} (tolerance ${expected.tolerance.probabilityGridAbs})`);
+  return { bundle: shown, name: manifest.name, checks, sample: { maskAgreement: agreement, maxGridDiff, identical } };
+}
