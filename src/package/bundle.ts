@@ -284,7 +284,7 @@ export async function packageBundle(opts: PackageOptions): Promise<PackageResult
       outputs,
       preprocessing: {
         size,
-        resize: `bilinear with half-pixel centres to ${size.height} x ${size.width} (aspect ratio not kept), after EXIF orientation`,
+        resize: `to ${size.height} x ${size.width} (aspect ratio not kept) after EXIF orientation, bilinear (triangle filter widened when downscaling, half-pixel centres: Pillow's BILINEAR; sharp's 'linear' kernel is close)`,
         scale: 'pixel / 255',
         mean: meta.mean,
         std: meta.std,
