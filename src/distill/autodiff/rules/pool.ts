@@ -71,15 +71,17 @@ export function registerPoolGradients(): void {
     }
     const scaled = b.op('Mul', [dY, b.f32(inv, [1, 1, ...spatial])]);
     const ones = b.f32(new Float32Array(c * numel(kernel)).fill(1), [c, 1, ...kernel]);
+    // Only the begin pads are cropped by the ConvTranspose: the end of the full output is fitted
+    // below, because a floor-mode pool may not use all of its end padding.
     let dx = b.op('ConvTranspose', [scaled, ones], {
       strides: A.ints(strides),
-      pads: A.ints(pads),
+      pads: A.ints([...pads.slice(0, r), ...new Array(r).fill(0)]),
       group: A.int(c),
       kernel_shape: A.ints(kernel),
     });
     // Fit the natural ConvTranspose size to the input: cut positions that only padding covered,
     // pad positions no window covered.
-    const natural = spatial.map((oh, i) => strides[i]! * (oh - 1) + kernel[i]! - pads[i]! - pads[i + r]!);
+    const natural = spatial.map((oh, i) => strides[i]! * (oh - 1) + kernel[i]! - pads[i]!);
     if (natural.some((n, i) => n > xs[i + 2]!)) {
       const axes = Array.from({ length: r }, (_, i) => i + 2);
       dx = b.op('Slice', [dx, b.i64(new Array(r).fill(0)), b.i64(axes.map((a) => Math.min(natural[a - 2]!, xs[a]!))), b.i64(axes)]);
