@@ -12,6 +12,9 @@
  * nearest neighbour; all three use the same source position and the same edge clamping).
  */
 import { float16ToFloat32 } from '../onnx/tensor.js';
+import { decodeImage, readMask, resizeBilinearU8 } from '../runtime/image.js';
+import { sha256File } from '../util/hash.js';
+import { Progress } from '../util/progress.js';
 import { LesionFuseError } from '../util/errors.js';
 
 /** Training images, masks and (optionally) teacher logits, all at one H x W, packed per sample. */
@@ -303,4 +306,54 @@ export function makeBatch(
     if (teacher && a.soft) teacher.set(a.soft, slot * n);
   });
   return { n: b, image, mask, teacher };
+}
+
+/** What the loader needs of a dataset item (src/runtime/dataset.ts's DatasetItem has these). */
+export interface LoadableItem {
+  id: string;
+  imagePath: string;
+  maskPath: string;
+}
+
+/** An in-memory dataset plus each image file's SHA-256 (the soft-label cache key). */
+export interface LoadedDataset extends InMemoryDataset {
+  imageSha256: string[];
+  /** Warnings from decoding (EXIF, alpha, anti-aliased masks...), one line each with the file. */
+  warnings: string[];
+}
+
+/**
+ * Decode every image and mask once and resize them to `height` x `width` the way the runtime and the
+ * teacher's preprocessing do (Pillow-compatible bilinear; the 0/255 mask resized bilinearly and
+ * thresholded at 128), into one packed array each. Soft labels are attached later (see softlabels.ts).
+ */
+export async function loadInMemoryDataset(
+  items: readonly LoadableItem[],
+  opts: { height: number; width: number; label?: string; progress?: boolean },
+): Promise<LoadedDataset> {
+  const { height, width } = opts;
+  const n = height * width;
+  const images = new Uint8Array(items.length * n * 3);
+  const masks = new Uint8Array(items.length * n);
+  const imageSha256: string[] = [];
+  const warnings: string[] = [];
+  const bar = opts.progress === false ? null : new Progress(opts.label ?? 'loading images', items.length);
+  for (let k = 0; k < items.length; k++) {
+    const it = items[k]!;
+    const img = await decodeImage(it.imagePath);
+    const mask = await readMask(it.maskPath);
+    for (const w of img.warnings) warnings.push(`${it.imagePath}: ${w}`);
+    for (const w of mask.warnings) warnings.push(`${it.maskPath}: ${w}`);
+    if (mask.width !== img.width || mask.height !== img.height) {
+      throw new LesionFuseError(`mask is ${mask.width} x ${mask.height} but its image is ${img.width} x ${img.height}`, { subject: it.maskPath });
+    }
+    images.set(resizeBilinearU8(img.data, img.width, img.height, 3, width, height), k * n * 3);
+    const m255 = new Uint8Array(mask.data.length);
+    for (let i = 0; i < m255.length; i++) m255[i] = mask.data[i] ? 255 : 0;
+    const mr = resizeBilinearU8(m255, mask.width, mask.height, 1, width, height);
+    for (let i = 0; i < n; i++) masks[k * n + i] = mr[i]! >= 128 ? 1 : 0;
+    imageSha256.push(await sha256File(it.imagePath));
+    bar?.tick();
+  }
+  return { height, width, ids: items.map((i) => i.id), images, masks, soft: null, imageSha256, warnings };
 }
