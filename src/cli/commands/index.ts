@@ -1,5 +1,6 @@
 import type { CommandModule } from 'yargs';
 import { notYetAvailable } from '../notYet.js';
+import { command as rewriteCommand } from './rewrite.js';
 
 // Each stage replaces its placeholder with `import { command as x } from './x.js'`.
 export const commands: CommandModule<any, any>[] = [
@@ -8,7 +9,7 @@ export const commands: CommandModule<any, any>[] = [
   notYetAvailable('eval <model>', 'evaluate a model on a dataset at the original resolution', 'issue #2'),
   notYetAvailable('bench <models..>', 'benchmark models on profiles', 'issue #2'),
   notYetAvailable('segment <model> <inputs..>', 'segment images into masks', 'issue #2'),
-  notYetAvailable('rewrite <input> <output>', 'rewrite an ONNX graph with passes', 'issue #4'),
+  rewriteCommand,
   notYetAvailable('quantize <input> <output>', 'static INT8 quantization (QDQ)', 'issue #4'),
   notYetAvailable('distill', 'distil a teacher into a student', 'issue #5'),
   notYetAvailable('run <config>', 'run a pipeline config', 'issue #6'),
