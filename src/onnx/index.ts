@@ -10,3 +10,5 @@ export * from './io.js';
 export * from './graph.js';
 export * from './builder.js';
 export * from './shape.js';
+export * from './check.js';
+export * from './inspect.js';

@@ -1140,3 +1140,42 @@ export async function writeModel(model: Model, path: string, opts: WriteOptions 
   if (dataFile && dataFile.chunks.length > 0) await writeFileAtomic(dataFile.path, concatChunks(dataFile.chunks));
   await writeFileAtomic(path, concatChunks(modelChunks));
 }
+
+/**
+ * Only a model file's metadata_props (and ir_version, opsets), without decoding
+ * the graph or reading external data: cheap enough to list many models.
+ */
+export async function readModelMetadata(path: string): Promise<{ irVersion: number; opsetImports: OpsetImport[]; metadata: Record<string, string> }> {
+  let st;
+  try {
+    st = await fs.stat(path);
+  } catch {
+    throw new LesionFuseError('no such file', { subject: path });
+  }
+  checkProtobufSize(st.size, path, 'read');
+  const bytes = await fs.readFile(path);
+  if (bytes.length === 0) throw new LesionFuseError('empty file (0 bytes), not an ONNX model', { subject: path });
+  try {
+    const fields = scanFields(bytes);
+    checkWireTypes('model', fields);
+    const out = { irVersion: 0, opsetImports: [] as OpsetImport[], metadata: {} as Record<string, string> };
+    for (const f of fields) {
+      if (f.no === M.irVersion) out.irVersion = new WireReader(bytes, f.vstart, f.end).int64();
+      else if (f.no === M.metadataProps) {
+        const [k, v] = decodeStringEntries(bytes, f);
+        out.metadata[k] = v;
+      } else if (f.no === M.opsetImport) {
+        const o: OpsetImport = { domain: '', version: 0 };
+        for (const e of scanFields(bytes, f.vstart, f.end)) {
+          if (e.no === 1 && e.wt === WT_LEN) o.domain = fieldString(bytes, e);
+          else if (e.no === 2 && e.wt === WT_VARINT) o.version = new WireReader(bytes, e.vstart, e.end).int64();
+        }
+        out.opsetImports.push(o);
+      }
+    }
+    return out;
+  } catch (err) {
+    if (err instanceof WireError) throw new LesionFuseError(err.truncated ? `truncated ONNX file (${err.message})` : `not an ONNX model (${err.message})`, { subject: path });
+    throw err;
+  }
+}

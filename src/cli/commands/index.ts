@@ -1,11 +1,13 @@
 import type { CommandModule } from 'yargs';
 import { notYetAvailable } from '../notYet.js';
+import { command as inspectCommand } from './inspect.js';
+import { command as modelsCommand } from './models.js';
 import { command as rewriteCommand } from './rewrite.js';
 
 // Each stage replaces its placeholder with `import { command as x } from './x.js'`.
 export const commands: CommandModule<any, any>[] = [
-  notYetAvailable('inspect <model>', 'show inputs/outputs, opsets, ops, parameters and multiply-adds of an ONNX model', 'issue #2'),
-  notYetAvailable('models', 'list the bundled models', 'issue #2'),
+  inspectCommand,
+  modelsCommand,
   notYetAvailable('eval <model>', 'evaluate a model on a dataset at the original resolution', 'issue #2'),
   notYetAvailable('bench <models..>', 'benchmark models on profiles', 'issue #2'),
   notYetAvailable('segment <model> <inputs..>', 'segment images into masks', 'issue #2'),

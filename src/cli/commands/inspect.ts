@@ -1,0 +1,36 @@
+import type { CommandModule } from 'yargs';
+import { statSync } from 'node:fs';
+import { resolveModelPath } from '../../models.js';
+import { readModel } from '../../onnx/io.js';
+import { inspectModel, formatModelSummary } from '../../onnx/inspect.js';
+import { checkModel } from '../../onnx/check.js';
+import { log } from '../../util/log.js';
+
+interface Args {
+  model: string;
+  json: boolean;
+}
+
+/** `lesionfuse inspect MODEL [--json]`: what a model is, at a glance. */
+export const command: CommandModule<object, Args> = {
+  command: 'inspect <model>',
+  describe: 'show inputs/outputs, opsets, ops, parameters and multiply-adds of an ONNX model',
+  builder: (y) =>
+    y
+      .positional('model', { type: 'string', demandOption: true, describe: 'an ONNX file, or default:teacher / default:student' })
+      .option('json', { type: 'boolean', default: false, describe: 'print the summary as JSON on stdout' })
+      .example('$0 inspect default:student', 'summarise the bundled student')
+      .example('$0 inspect model.onnx --json', 'machine-readable summary'),
+  handler: async (args) => {
+    const path = resolveModelPath(args.model);
+    const model = await readModel(path);
+    const summary = inspectModel(model, { fileSizeBytes: statSync(path).size });
+    const issues = checkModel(model);
+    if (args.json) {
+      process.stdout.write(JSON.stringify({ path, ...summary, issues }, null, 2) + '\n');
+      return;
+    }
+    process.stdout.write(formatModelSummary(summary, path) + '\n');
+    for (const i of issues) (i.severity === 'error' ? log.error : log.warn)(i.message);
+  },
+};
