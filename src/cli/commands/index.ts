@@ -3,6 +3,7 @@ import { notYetAvailable } from '../notYet.js';
 import { command as inspectCommand } from './inspect.js';
 import { command as modelsCommand } from './models.js';
 import { command as rewriteCommand } from './rewrite.js';
+import { command as packageCommand } from './package.js';
 
 // Each stage replaces its placeholder with `import { command as x } from './x.js'`.
 export const commands: CommandModule<any, any>[] = [
@@ -15,6 +16,6 @@ export const commands: CommandModule<any, any>[] = [
   notYetAvailable('quantize <input> <output>', 'static INT8 quantization (QDQ)', 'issue #4'),
   notYetAvailable('distill', 'distil a teacher into a student', 'issue #5'),
   notYetAvailable('run <config>', 'run a pipeline config', 'issue #6'),
-  notYetAvailable('package <model>', 'package an edge bundle', 'issue #6'),
+  packageCommand,
   notYetAvailable('demo', 'the offline demo on the bundled models', 'issue #6'),
 ];

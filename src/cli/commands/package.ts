@@ -1,0 +1,61 @@
+/**
+ * `lesionfuse package MODEL --profile P --out DIR [--tar]` and `lesionfuse package verify DIR|FILE.tar.gz`:
+ * a thin layer over packageBundle / verifyBundle (src/package).
+ */
+import type { CommandModule } from 'yargs';
+import { packageBundle, verifyBundle } from '../../package/bundle.js';
+import { LesionFuseError } from '../../util/errors.js';
+import { log } from '../../util/log.js';
+
+interface Args {
+  model: string;
+  bundle?: string;
+  profile: string;
+  out?: string;
+  tar: boolean;
+  sample?: string;
+  name?: string;
+  dice?: number;
+  'latency-ms'?: number;
+  json: boolean;
+}
+
+export const command: CommandModule<object, Args> = {
+  command: 'package <model> [bundle]',
+  describe: 'package a model as an edge bundle (folder + optional .tar.gz), or `package verify BUNDLE` to check one end to end',
+  builder: (y) =>
+    y
+      .positional('model', { type: 'string', demandOption: true, describe: "the model (path or default:student), or 'verify' to check a bundle" })
+      .positional('bundle', { type: 'string', describe: 'with verify: the bundle folder or its .tar.gz' })
+      .option('profile', { type: 'string', default: 'cpu-2t', describe: 'the profile the model is tuned for (recorded; runs the sample)' })
+      .option('out', { type: 'string', describe: 'bundle folder to create (required when packaging)' })
+      .option('tar', { type: 'boolean', default: false, describe: 'also write <out>.tar.gz' })
+      .option('sample', { type: 'string', describe: 'sample image to bundle with its recorded output (default: the first bundled sample)' })
+      .option('name', { type: 'string', describe: "name in the manifest (default: the model's lesionfuse.model_name or file stem)" })
+      .option('dice', { type: 'number', describe: 'measured Dice to record in the manifest and card' })
+      .option('latency-ms', { type: 'number', describe: 'measured median latency (ms) on the profile, to record' })
+      .option('json', { type: 'boolean', default: false, describe: 'print the result as JSON on stdout' })
+      .example('$0 package default:student --profile cpu-2t --out student-bundle --tar', 'bundle the bundled student, with a tarball')
+      .example('$0 package verify student-bundle.tar.gz', 'check checksums, load the model, re-run the sample'),
+  handler: async (a) => {
+    if (a.model === 'verify') {
+      if (!a.bundle) throw new LesionFuseError('package verify needs a bundle folder or .tar.gz');
+      const v = await verifyBundle(a.bundle);
+      if (a.json) process.stdout.write(JSON.stringify(v, null, 2) + '\n');
+      else {
+        process.stdout.write(`bundle ${v.bundle} (${v.name}): OK\n`);
+        for (const c of v.checks) process.stdout.write(`  ok  ${c}\n`);
+      }
+      return;
+    }
+    if (a.bundle) throw new LesionFuseError(`unexpected argument '${a.bundle}' (to check a bundle: lesionfuse package verify BUNDLE)`);
+    if (!a.out) throw new LesionFuseError('--out DIR is required: the bundle folder to create', { subject: '--out' });
+    const metrics = a.dice !== undefined || a['latency-ms'] !== undefined ? { dice: a.dice, latencyMedianMs: a['latency-ms'] } : undefined;
+    const r = await packageBundle({ model: a.model, profile: a.profile, out: a.out, tar: a.tar, sample: a.sample, name: a.name, metrics });
+    if (a.json) process.stdout.write(JSON.stringify({ dir: r.dir, tarball: r.tarball, manifest: r.manifest }, null, 2) + '\n');
+    else {
+      log.info(`bundle written: ${r.dir}${r.tarball ? ` and ${r.tarball}` : ''}`);
+      process.stdout.write(`${r.dir}\n${r.tarball ? r.tarball + '\n' : ''}`);
+    }
+  },
+};
