@@ -1,0 +1,121 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, mkdirSync, copyFileSync, readdirSync, writeFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { DataType, type Model } from '../../src/onnx/ir.js';
+import { encodeModel, writeModel } from '../../src/onnx/io.js';
+import { quantize, quantizeFile, calibrationImages } from '../../src/quantize/quantize.js';
+import { LesionFuseError } from '../../src/util/errors.js';
+import { packageRoot } from '../../src/util/paths.js';
+import { Net, rng, tinySegNet } from './nets.js';
+
+let dir = '';
+let data = '';
+
+before(() => {
+  dir = mkdtempSync(join(tmpdir(), 'lf-quant-'));
+  data = join(dir, 'data');
+  const fx = join(packageRoot(), 'test', 'fixtures');
+  mkdirSync(join(data, 'images'), { recursive: true });
+  mkdirSync(join(data, 'masks'), { recursive: true });
+  mkdirSync(join(data, 'splits'), { recursive: true });
+  const imgs = readdirSync(join(fx, 'images')).sort();
+  for (const f of imgs) copyFileSync(join(fx, 'images', f), join(data, 'images', f));
+  for (const f of readdirSync(join(fx, 'masks'))) copyFileSync(join(fx, 'masks', f), join(data, 'masks', f));
+  writeFileSync(join(data, 'splits', 'train.txt'), imgs.slice(0, 4).map((f) => `images/${f}`).join('\n'));
+  writeFileSync(join(data, 'splits', 'val.txt'), imgs.slice(4).map((f) => `images/${f}`).join('\n'));
+});
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+/**
+ * A net that quantization breaks: conv A's channel 0 carries a +300 offset, so the shared scale of
+ * A's output (int8 over ~[-x, 300]) is ~1.2 and the small channels B reads collapse to a few levels.
+ */
+function fragileNet(): Model {
+  const b = new Net(rng(21));
+  const a = b.conv('image', 3, 4, 3, 'A', { wScale: 0.5 });
+  const bias = b.inits.find((t) => t.name === 'A.bias')!;
+  (bias.values as Float32Array)[0] = 300;
+  const bw = b.inits.length;
+  const y = b.conv(a, 4, 1, 1, 'B', { wScale: 1 });
+  const w = b.inits[bw]!.values as Float32Array;
+  w[0] = 0; // B ignores the offset channel
+  const m = b.model({ name: 'image', dataType: DataType.FLOAT, shape: ['N', 3, 16, 16] }, [y]);
+  return m;
+}
+
+test('calibration images come from the train split of a dataset, or from a plain folder', async () => {
+  const train = await calibrationImages(data, 64);
+  assert.equal(train.length, 4);
+  assert.ok(train.every((p) => p.includes('/images/')));
+  const plain = await calibrationImages(join(data, 'images'), 3);
+  assert.equal(plain.length, 3);
+  await assert.rejects(calibrationImages(join(dir, 'nope'), 3), LesionFuseError);
+});
+
+test('quantize: a benign net passes the gate; the record lists quantized and float nodes, times and Dice', async () => {
+  const model = tinySegNet(4, 'N');
+  const r = await quantize(model, { calib: data, gate: 0.2, progress: false, threads: 1 });
+  assert.equal(r.calibration.images, 4);
+  assert.ok(r.calibration.seconds > 0);
+  assert.equal(r.dice!.images, 2);
+  assert.ok(r.gate.passed);
+  assert.ok(r.quantizedNodes.some((n) => n.key === 'enc1'));
+  assert.equal(r.settings.weights, 'int8');
+  const s = await ort.InferenceSession.create(encodeModel(r.model));
+  const y = await s.run({ image: new ort.Tensor('float32', new Float32Array(2 * 3 * 256), [2, 3, 16, 16]) });
+  assert.equal((y['head_out']!.data as Float32Array).length, 2 * 256);
+});
+
+test('the gate refuses to write a model that loses too much; force writes it and says so', async () => {
+  const inPath = join(dir, 'fragile.onnx');
+  await writeModel(fragileNet(), inPath);
+  const out = join(dir, 'fragile.int8.onnx');
+  const opts = { calib: data, gate: 0.01, sensitivity: 'off' as const, progress: false, threads: 1, reduceRange: false };
+  await assert.rejects(quantizeFile(inPath, out, opts), (e: unknown) => {
+    assert.ok(e instanceof LesionFuseError);
+    assert.match((e as Error).message, /Dice drop 0\.\d+ .*exceeds the gate 0\.01/);
+    assert.ok(!(e as Error).message.includes('\n'));
+    return true;
+  });
+  assert.ok(!existsSync(out), 'nothing written');
+  const r = await quantizeFile(inPath, out, { ...opts, force: true });
+  assert.equal(r.gate.passed, false);
+  assert.ok(existsSync(out));
+  const rec = JSON.parse(readFileSync(`${out}.quant.json`, 'utf8'));
+  assert.equal(rec.forced, true);
+  assert.equal(rec.gate.passed, false);
+  assert.ok(rec.dice.drop > 0.01);
+});
+
+test('sensitivity keeps the layers that cost Dice in float until the gate is met', async () => {
+  const r = await quantize(fragileNet(), { calib: data, gate: 0.01, progress: false, threads: 1, reduceRange: false });
+  assert.ok(r.sensitivity && r.sensitivity.length === 2);
+  assert.ok(r.autoExcluded.length >= 1);
+  assert.ok(r.gate.passed, r.gate.verdict);
+  const reasons = r.floatNodes.filter((f) => f.reason.startsWith('sensitivity'));
+  assert.equal(reasons.length, r.autoExcluded.length);
+});
+
+test('bad models are refused in one line naming the file', async () => {
+  const empty = join(dir, 'empty.onnx');
+  writeFileSync(empty, '');
+  const notOnnx = join(dir, 'text.onnx');
+  writeFileSync(notOnnx, 'hello, this is not a protobuf model at all');
+  for (const p of [empty, notOnnx, join(dir, 'missing.onnx'), dir]) {
+    await assert.rejects(quantizeFile(p, join(dir, 'o.onnx'), { calib: data, progress: false }), (e: unknown) => {
+      assert.ok(e instanceof LesionFuseError, String(e));
+      assert.ok((e as Error).message.includes(p), (e as Error).message);
+      assert.ok(!(e as Error).message.includes('\n'));
+      return true;
+    });
+  }
+  // a model without an image input of rank 4
+  const b = new Net(rng(1));
+  const y = b.op('Relu', ['x']);
+  const m = b.model({ name: 'x', dataType: DataType.FLOAT, shape: [1, 3, 8, 8] }, [y]);
+  m.graph.inputs[0]!.shape = [1, 3];
+  await assert.rejects(quantize(m, { calib: data, progress: false }), /must be \[N, 3, H, W\]/);
+});
