@@ -78,7 +78,13 @@ async function foldConstants(model: Model, ctx: PassContext): Promise<PassResult
   const storageKept: string[] = [];
   for (const n of g.nodes) {
     if (dropped.has(n)) continue;
-    if (!isDefaultDomain(n) || NON_DETERMINISTIC_OPS.has(n.opType) || subgraphReads(n).size > 0) continue;
+    if (!isDefaultDomain(n) || NON_DETERMINISTIC_OPS.has(n.opType) || subgraphReads(n).size > 0) {
+      if (n.inputs.some((i) => i) && n.inputs.every((i) => !i || known.has(i))) {
+        const why = !isDefaultDomain(n) ? `op ${n.domain}:${n.opType} is outside the default ONNX domain` : NON_DETERMINISTIC_OPS.has(n.opType) ? 'non-deterministic op' : 'it has subgraphs';
+        changes.push(record(PASS, 'skipped', `left ${nodeLabel(n, g)} untouched although its inputs are constant: ${why}`, [nodeLabel(n, g)]));
+      }
+      continue;
+    }
     if (n.outputs.some((o) => graphOutputs.has(o))) continue;
     // Shape/Size of a fixed-size graph input: known without evaluating anything.
     if ((n.opType === 'Shape' || n.opType === 'Size') && n.inputs[0] && n.outputs[0]) {

@@ -7,3 +7,5 @@ export { foldBatchNormIntoConv, type FoldBatchNormResult } from './batchnorm.js'
 export { fuseBiasAdd } from './bias.js';
 export { removeDead, removeIdentities } from './cleanup.js';
 export { NON_DETERMINISTIC_OPS } from './constants.js';
+export { FLOAT16_DEFAULT_BLOCK_LIST } from './float16.js';
+export { inferElemTypes } from './types.js';

@@ -9,6 +9,7 @@ import { foldBatchNormPass } from './batchnorm.js';
 import { fuseBiasAddPass } from './bias.js';
 import { removeDeadPass, removeIdentityPass } from './cleanup.js';
 import { foldConstantsPass } from './constants.js';
+import { toFloat16Pass } from './float16.js';
 import type { ChangeRecord, Pass, PassOptions } from './pass.js';
 import { fixInputSizePass, setBatchPass, setMetadataPass } from './shapes.js';
 
@@ -23,6 +24,7 @@ export const PASSES: Readonly<Record<string, Pass>> = Object.freeze(
       fuseBiasAddPass,
       setBatchPass,
       fixInputSizePass,
+      toFloat16Pass,
       setMetadataPass,
     ].map((p) => [p.name, p]),
   ),

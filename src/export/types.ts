@@ -70,14 +70,29 @@ export function outputElemTypes(n: Node, typeOf: (name: string) => DataType): Da
   }
 }
 
+export interface ElemTypeOptions {
+  /**
+   * Assume that ops of other domains (no typing rule here) give outputs of their first input's type, as
+   * the com.microsoft ops seen in segmentation graphs (Gelu, FusedConv, BiasGelu...) do. Default false
+   * (their outputs are UNDEFINED unless value_info declares them).
+   */
+  foreignKeepsInputType?: boolean;
+}
+
 /** Element type of every value of `g` (inputs, initializers, node outputs), in graph order. */
-export function inferElemTypes(g: Graph): Map<string, DataType> {
+export function inferElemTypes(g: Graph, opts: ElemTypeOptions = {}): Map<string, DataType> {
   const t = new Map<string, DataType>();
   for (const i of g.inputs) t.set(i.name, i.dataType);
   for (const i of g.initializers) t.set(i.name, i.dataType);
   const typeOf = (name: string) => t.get(name) ?? DataType.UNDEFINED;
+  const declared = new Map<string, DataType>();
+  for (const v of [...g.valueInfo, ...g.outputs]) if (v.dataType) declared.set(v.name, v.dataType);
   for (const n of g.nodes) {
-    const out = outputElemTypes(n, typeOf);
+    let out = outputElemTypes(n, typeOf);
+    if (opts.foreignKeepsInputType && n.domain !== '' && n.domain !== 'ai.onnx') {
+      const first = n.inputs.find((i) => i);
+      out = n.outputs.map((o) => declared.get(o) ?? (first ? typeOf(first) : DataType.UNDEFINED));
+    }
     n.outputs.forEach((o, k) => {
       if (o) t.set(o, out[k] ?? DataType.UNDEFINED);
     });
