@@ -1090,6 +1090,7 @@ export interface WriteOptions {
    * Keep large initializers in a separate data file next to the model:
    * `true` = `<model file name>.data`, tensors of at least 1024 bytes;
    * an object sets `location` (a file name in the model's folder) and `sizeThreshold` (bytes);
+   * INT64 tensors always stay inline (onnxruntime must read shape tensors while loading);
    * `false` = everything inside the model file.
    * Default: external when the model was read with external data (or any initializer has `external`), else inline.
    */
@@ -1122,7 +1123,9 @@ export async function writeModel(model: Model, path: string, opts: WriteOptions 
         throw new LesionFuseError(`tensor '${t.name}': its external data was not loaded; read the model with loadExternalData: true`, { subject: path });
       }
       const bytes = bytesOf(t.values);
-      if (t.dataType === DataType.STRING || bytes.length < threshold) {
+      // INT64 tensors (shapes, axes, indices) stay inline: onnxruntime reads them while loading the graph
+      // and refuses ones kept in external data ("Cannot parse data from external tensors").
+      if (t.dataType === DataType.STRING || t.dataType === DataType.INT64 || bytes.length < threshold) {
         plan.set(t, null);
         continue;
       }
