@@ -3,6 +3,7 @@ import { notYetAvailable } from '../notYet.js';
 import { command as inspectCommand } from './inspect.js';
 import { command as modelsCommand } from './models.js';
 import { command as rewriteCommand } from './rewrite.js';
+import { command as quantizeCommand } from './quantize.js';
 import { command as packageCommand } from './package.js';
 
 // Each stage replaces its placeholder with `import { command as x } from './x.js'`.
@@ -13,7 +14,7 @@ export const commands: CommandModule<any, any>[] = [
   notYetAvailable('bench <models..>', 'benchmark models on profiles', 'issue #2'),
   notYetAvailable('segment <model> <inputs..>', 'segment images into masks', 'issue #2'),
   rewriteCommand,
-  notYetAvailable('quantize <input> <output>', 'static INT8 quantization (QDQ)', 'issue #4'),
+  quantizeCommand,
   notYetAvailable('distill', 'distil a teacher into a student', 'issue #5'),
   notYetAvailable('run <config>', 'run a pipeline config', 'issue #6'),
   packageCommand,
