@@ -5,6 +5,7 @@ import { command as modelsCommand } from './models.js';
 import { command as rewriteCommand } from './rewrite.js';
 import { command as quantizeCommand } from './quantize.js';
 import { command as packageCommand } from './package.js';
+import { command as distillCommand } from './distill.js';
 
 // Each stage replaces its placeholder with `import { command as x } from './x.js'`.
 export const commands: CommandModule<any, any>[] = [
@@ -15,7 +16,7 @@ export const commands: CommandModule<any, any>[] = [
   notYetAvailable('segment <model> <inputs..>', 'segment images into masks', 'issue #2'),
   rewriteCommand,
   quantizeCommand,
-  notYetAvailable('distill', 'distil a teacher into a student', 'issue #5'),
+  distillCommand,
   notYetAvailable('run <config>', 'run a pipeline config', 'issue #6'),
   packageCommand,
   notYetAvailable('demo', 'the offline demo on the bundled models', 'issue #6'),
