@@ -384,7 +384,7 @@ export async function distill(opts: DistillOptions): Promise<DistillResult> {
       break;
     }
     const tv = Date.now();
-    const values = engine.values();
+    const values = await engine.values();
     const valDice = await validationDice(inferenceStudent(student, studentOpts, values).model, val, { mean, std, threads });
     const n = Math.max(1, st.partial.nSteps);
     const terms: Record<string, number> = {};
