@@ -9,3 +9,4 @@ export { removeDead, removeIdentities } from './cleanup.js';
 export { NON_DETERMINISTIC_OPS } from './constants.js';
 export { FLOAT16_DEFAULT_BLOCK_LIST } from './float16.js';
 export { inferElemTypes } from './types.js';
+export { OP_HISTORY, OPSET_RANGE } from './opset.js';

@@ -10,6 +10,7 @@ import { fuseBiasAddPass } from './bias.js';
 import { removeDeadPass, removeIdentityPass } from './cleanup.js';
 import { foldConstantsPass } from './constants.js';
 import { toFloat16Pass } from './float16.js';
+import { updateOpsetPass } from './opset.js';
 import type { ChangeRecord, Pass, PassOptions } from './pass.js';
 import { fixInputSizePass, setBatchPass, setMetadataPass } from './shapes.js';
 
@@ -25,6 +26,7 @@ export const PASSES: Readonly<Record<string, Pass>> = Object.freeze(
       setBatchPass,
       fixInputSizePass,
       toFloat16Pass,
+      updateOpsetPass,
       setMetadataPass,
     ].map((p) => [p.name, p]),
   ),
