@@ -226,3 +226,42 @@ test('dynamic INT8 MatMuls run in onnxruntime-node and stay close to float', asy
     if (reduceRange) assert.ok(d > 0 && d < 0.03 * m, `dynamic max diff ${d} vs range ${m}`);
   }
 });
+
+test('kernels that ran are read back from onnxruntime\'s profiler (fused INT8 Conv, not DQ + float Conv)', async () => {
+  const { profileKernels } = await import('../../src/quantize/kernels.js');
+  const model = tinySegNet(1, 'N');
+  const { plan, ranges } = await calibrated(model);
+  // uint8 activations: onnxruntime's x86 path fuses every Conv (with int8 activations it fuses only those
+  // whose neighbours it can convert to uint8, see reports/quantize); ARM fuses both
+  const q = insertQdq(model, plan, ranges, { reduceRange: true, activationType: 'uint8' }).model;
+  const feeds = { image: new ort.Tensor('float32', randomImages(1, 2), [1, 3, 16, 16]) };
+  const pf = await profileKernels(encodeModel(model), feeds, { runs: 2 });
+  const pq = await profileKernels(encodeModel(q), feeds, { runs: 2 });
+  const ops = (p: typeof pf) => new Set(p.ops.map((o) => o.op));
+  assert.ok(ops(pf).has('Conv') || ops(pf).has('FusedConv'));
+  assert.ok(!ops(pf).has('QLinearConv'));
+  assert.ok(ops(pq).has('QLinearConv'), `INT8 model kernels: ${[...ops(pq)].join(', ')}`);
+  assert.equal(pq.ops.find((o) => o.op === 'QLinearConv')!.calls, 2 * 4, 'four Convs, two runs');
+});
+
+test('the QDQ model runs in onnxruntime-web (wasm) in Node and agrees with onnxruntime-node', async (t) => {
+  let web: typeof import('onnxruntime-web');
+  try {
+    web = await import('onnxruntime-web');
+  } catch {
+    t.skip('onnxruntime-web (an optional dependency) is not installed');
+    return;
+  }
+  web.env.wasm.numThreads = 1;
+  const model = tinySegNet(1, 'N');
+  const { plan, ranges } = await calibrated(model);
+  const q = insertQdq(model, plan, ranges, { reduceRange: true }).model;
+  const x = randomImages(1, 8);
+  const s = await web.InferenceSession.create(encodeModel(q), { executionProviders: ['wasm'] });
+  const yw = (await s.run({ image: new web.Tensor('float32', x, [1, 3, 16, 16]) }))[q.graph.outputs[0]!.name]!.data as Float32Array;
+  const yn = await run(q, x, 1, 16, 'disabled');
+  const step = Math.max(...q.graph.initializers.filter((i) => i.name.startsWith('head_out_scale')).map((i) => (i.values as Float32Array)[0]!));
+  let worst = 0;
+  for (let i = 0; i < yn.length; i++) worst = Math.max(worst, Math.abs(yw[i]! - yn[i]!));
+  assert.ok(worst <= 2.0001 * step, `web vs node differ by ${worst / step} output steps`);
+});

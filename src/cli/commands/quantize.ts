@@ -43,6 +43,7 @@ function printResult(r: QuantizeResult, out: string): void {
   const w = (s: string) => process.stdout.write(s + '\n');
   w(`wrote ${out} and ${out}.quant.json`);
   w(`quantized: ${r.quantizedNodes.length} node(s) static INT8 (QDQ, ${r.settings.activations} activations, ${r.settings.weights} weights${r.settings.perChannel ? ' per channel' : ' per tensor'}${r.settings.reduceRange ? ', 7-bit' : ''})${r.dynamicMatMuls.length ? `, ${r.dynamicMatMuls.length} MatMul(s) dynamic INT8` : ''}`);
+  w(`  activations: ${r.settings.activationsReason}`);
   w(`  weights 7-bit: ${r.settings.reduceRange} (${r.settings.reduceRangeReason}); BatchNorm folded: ${r.settings.batchNormFolded}`);
   const byReason = new Map<string, string[]>();
   for (const f of r.floatNodes) byReason.set(f.reason, [...(byReason.get(f.reason) ?? []), f.key]);
@@ -67,7 +68,7 @@ export const command: CommandModule<object, Args> = {
       .option('calibrator', { type: 'string', default: 'minmax', describe: `range estimator: ${CALIBRATION_METHODS.join(', ')}` })
       .option('percentile', { type: 'number', describe: 'percentile calibrator: the percentile kept (default 99.999)' })
       .option('calib-limit', { type: 'number', default: 64, describe: 'calibration images at most' })
-      .option('activations', { type: 'string', default: 'int8', describe: 'activation type: int8 or uint8' })
+      .option('activations', { type: 'string', default: 'auto', describe: 'activation type: auto (uint8 on x86, int8 elsewhere), int8 or uint8' })
       .option('weights', { type: 'string', default: 'int8', describe: 'weight type: int8 (per channel) or uint8 (per tensor: shown only as the accuracy trap)' })
       .option('per-channel', { type: 'boolean', default: true, describe: 'one weight scale per output channel (--no-per-channel for one per tensor)' })
       .option('reduce-range', { type: 'string', default: 'auto', describe: "7-bit weights: auto (on for x86 CPUs without VNNI), on, off" })
@@ -87,7 +88,7 @@ export const command: CommandModule<object, Args> = {
       .example('$0 quantize default:teacher teacher.int8.onnx --calib ../shared/data --calibrator percentile --dynamic-matmul', 'percentile ranges, transformer MatMuls in dynamic INT8'),
   handler: async (a) => {
     const calibrator = oneOf(a.calibrator, CALIBRATION_METHODS, '--calibrator') as CalibrationMethod;
-    const activations = oneOf(a.activations, ['int8', 'uint8'] as const, '--activations');
+    const activations = oneOf(a.activations, ['auto', 'int8', 'uint8'] as const, '--activations');
     const weights = oneOf(a.weights, ['int8', 'uint8'] as const, '--weights');
     const preset = oneOf(a.preset, ['vit-safe', 'all'] as const, '--preset');
     const rr = oneOf(a['reduce-range'], ['auto', 'on', 'off'] as const, '--reduce-range');
