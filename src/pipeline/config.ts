@@ -84,12 +84,14 @@ export const PipelineSchema = z
       .object({
         enabled: z.boolean().default(true),
         calibrator: z.enum(CALIBRATORS).default('minmax'),
-        activations: z.enum(['int8', 'uint8']).default('int8'),
+        /** Default: the quantizer's choice for this CPU. */
+        activations: z.enum(['int8', 'uint8']).optional(),
         perChannel: z.boolean().default(true),
         calibration: DataRef,
         /** Max Dice drop on the val data; null = no gate. */
         gate: z.number().min(0).max(1).nullable().default(0.01),
-        sensitivity: z.boolean().default(false),
+        /** Per-layer sensitivity: 'auto' (only when the gate fails), 'always', 'off'. */
+        sensitivity: z.enum(['auto', 'always', 'off']).default('auto'),
         /** Validation data for the gate/sensitivity (default: the calibration data's val split). */
         validation: DataRef.optional(),
         dynamicMatMul: z.boolean().default(false),
@@ -105,9 +107,10 @@ export const PipelineSchema = z
         warmup: z.number().int().min(0).max(1000).default(5),
         runs: z.number().int().min(1).max(100000).default(30),
         throughputBatch: z.number().int().min(1).max(256).default(8),
+        throughputRuns: z.number().int().min(1).max(10000).default(10),
       })
       .strict()
-      .default({ warmup: 5, runs: 30, throughputBatch: 8 }),
+      .default({ warmup: 5, runs: 30, throughputBatch: 8, throughputRuns: 10 }),
     report: z
       .object({
         /** Overlays of the first N evaluation images per candidate in the HTML report. */
@@ -332,7 +335,9 @@ export function validatePipelineConfig(value: unknown, source: string, baseDir: 
     const c = dataProblem(cfg.quantize.calibration.path, baseDir, 'quantize.calibration.path');
     cfg.quantize.calibration.path = c.path;
     if (c.problem) problems.push(c.problem);
-    if (cfg.quantize.calibration.split === 'test') problems.push("quantize.calibration.split: 'test' is never used for calibration (BENCHMARKS.md); allowed: train, val, all");
+    if (cfg.quantize.calibration.split && cfg.quantize.calibration.split !== 'train') {
+      problems.push(`quantize.calibration.split: calibration always uses the train split of a dataset (or every image of a plain folder; never test, BENCHMARKS.md); allowed: train`);
+    }
     if (cfg.quantize.validation) {
       const v = dataProblem(cfg.quantize.validation.path, baseDir, 'quantize.validation.path');
       cfg.quantize.validation.path = v.path;

@@ -5,6 +5,7 @@ import { command as modelsCommand } from './models.js';
 import { command as rewriteCommand } from './rewrite.js';
 import { command as quantizeCommand } from './quantize.js';
 import { command as packageCommand } from './package.js';
+import { command as runCommand } from './run.js';
 import { command as distillCommand } from './distill.js';
 
 // Each stage replaces its placeholder with `import { command as x } from './x.js'`.
@@ -17,7 +18,7 @@ export const commands: CommandModule<any, any>[] = [
   rewriteCommand,
   quantizeCommand,
   distillCommand,
-  notYetAvailable('run <config>', 'run a pipeline config', 'issue #6'),
+  runCommand,
   packageCommand,
   notYetAvailable('demo', 'the offline demo on the bundled models', 'issue #6'),
 ];
