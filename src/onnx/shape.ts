@@ -163,7 +163,8 @@ function broadcastShapes(shapes: Shape[]): Shape {
       const x = s![s!.length - rank + k];
       if (x === undefined || x === 1) continue;
       if (d === 1) d = x;
-      else if (d !== x) d = isNum(d) && isNum(x) ? null : d === null || x === null ? null : null;
+      // Two different non-1 dims (or a symbol against a number): not knowable statically.
+      else if (d !== x) d = null;
     }
     out.push(d);
   }
@@ -343,6 +344,17 @@ function reduce(c: Ctx, axesFromInputSince: number): TypeShape[] {
     if (c.int('noop_with_empty_axes', 0) === 1) return [{ dataType, shape: [...x] }];
     set = new Set(x.map((_, i) => i));
   } else set = new Set(axes.map((a) => normAxis(a, x.length)));
+  // Fold reductions of small 1-D constants (e.g. ReduceProd of a slice of Shape: a flattened size).
+  const k = c.const(0);
+  const folds: Record<string, (v: number[]) => number> = {
+    ReduceProd: (v) => v.reduce((p, e) => p * e, 1),
+    ReduceSum: (v) => v.reduce((p, e) => p + e, 0),
+    ReduceMax: (v) => Math.max(...v),
+    ReduceMin: (v) => Math.min(...v),
+  };
+  if (k && k.dims.length === 1 && set.has(0) && folds[c.op] && k.values.length > 0) {
+    c.fold(0, { dataType: k.dataType, dims: keep ? [1] : [], values: [folds[c.op]!(k.values)] });
+  }
   const out: Dim[] = [];
   x.forEach((d, i) => {
     if (!set.has(i)) out.push(d);
