@@ -112,3 +112,17 @@ test('inferenceStudent puts trained values into the inference graph under the sa
   assert.ok(inf.model.graph.nodes.filter((n) => n.opType === 'BatchNormalization').every((n) => !('training_mode' in n.attributes)));
   assert.throws(() => inferenceStudent('ultralight', { width: 2, depth: 2, inputSize: size }, new Map([['nope', new Float32Array(1)]])), /no weight named 'nope'/);
 });
+
+test('multiply-adds agree with the ONNX core inspector (an independent count from inferred shapes)', async () => {
+  const { inspectModel } = await import('../../src/onnx/inspect.js');
+  for (const name of STUDENT_NAMES) {
+    const s = buildStudent(name, { width: 4, depth: 3, inputSize: { height: 32, width: 48 }, mode: 'infer', batch: 1 });
+    const summary = inspectModel(s.model);
+    assert.equal(summary.macsPerImage, s.macs, `${name} multiply-adds`);
+  }
+});
+
+test('the students use the training engine opset', async () => {
+  const { TRAINING_OPSET } = await import('../../src/distill/autodiff/backward.js');
+  assert.equal(STUDENT_OPSET, TRAINING_OPSET);
+});
