@@ -2,6 +2,9 @@ import type { CommandModule } from 'yargs';
 import { notYetAvailable } from '../notYet.js';
 import { command as inspectCommand } from './inspect.js';
 import { command as modelsCommand } from './models.js';
+import { command as evalCommand } from './eval.js';
+import { command as benchCommand } from './bench.js';
+import { command as segmentCommand } from './segment.js';
 import { command as rewriteCommand } from './rewrite.js';
 import { command as quantizeCommand } from './quantize.js';
 import { command as packageCommand } from './package.js';
@@ -12,9 +15,9 @@ import { command as distillCommand } from './distill.js';
 export const commands: CommandModule<any, any>[] = [
   inspectCommand,
   modelsCommand,
-  notYetAvailable('eval <model>', 'evaluate a model on a dataset at the original resolution', 'issue #2'),
-  notYetAvailable('bench <models..>', 'benchmark models on profiles', 'issue #2'),
-  notYetAvailable('segment <model> <inputs..>', 'segment images into masks', 'issue #2'),
+  evalCommand,
+  benchCommand,
+  segmentCommand,
   rewriteCommand,
   quantizeCommand,
   distillCommand,

@@ -1,0 +1,44 @@
+import type { CommandModule } from 'yargs';
+import { benchmarkReport, benchMarkdown } from '../../runtime/benchmark.js';
+import { parseSize } from '../../runtime/segment.js';
+
+interface Args {
+  models: string[];
+  profile: string[];
+  out?: string;
+  runs: number;
+  warmup: number;
+  batch: number;
+  'input-size'?: string;
+  json: boolean;
+}
+
+/** `lesionfuse bench MODEL... --profile P...`: latency, throughput, memory, size per model x profile. */
+export const command: CommandModule<object, Args> = {
+  command: 'bench <models..>',
+  describe: 'benchmark models on profiles: latency (median, p90), throughput, peak memory, size',
+  builder: (y) =>
+    y
+      .positional('models', { type: 'string', array: true, demandOption: true, describe: 'ONNX files or default:student / default:teacher' })
+      .option('profile', { type: 'string', array: true, default: ['cpu-1t'], describe: 'profile names or .json paths (several allowed); unavailable ones are reported as skipped' })
+      .option('out', { type: 'string', describe: 'folder for bench.json and bench.md' })
+      .option('runs', { type: 'number', default: 30, describe: 'timed runs at batch 1' })
+      .option('warmup', { type: 'number', default: 5, describe: 'untimed runs first' })
+      .option('batch', { type: 'number', default: 8, describe: 'batch size of the throughput measurement (0 skips it)' })
+      .option('input-size', { type: 'string', describe: 'HxW for models with dynamic height/width' })
+      .option('json', { type: 'boolean', default: false, describe: 'print bench.json to stdout instead of the table' })
+      .example('$0 bench default:student default:teacher --profile cpu-1t cpu-2t cuda --out reports/bench', 'two models, three profiles'),
+  handler: async (a) => {
+    const report = await benchmarkReport({
+      models: a.models,
+      profiles: a.profile,
+      out: a.out,
+      runs: a.runs,
+      warmup: a.warmup,
+      throughputBatch: a.batch,
+      inputSize: a['input-size'] ? parseSize(a['input-size']) : undefined,
+      command: `lesionfuse ${process.argv.slice(2).join(' ')}`,
+    });
+    process.stdout.write(a.json ? JSON.stringify(report, null, 2) + '\n' : benchMarkdown(report));
+  },
+};
