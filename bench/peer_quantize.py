@@ -100,9 +100,26 @@ def static(argv):
                       'onnxruntime': onnxruntime.__version__, 'calibrator': method}))
 
 
+def export_untrained(out):
+    """The fused teacher's architecture with seeded random weights, exported by the teacher's own exporter:
+    a stand-in with the real graph (ops, sizes, latency) while no trained checkpoint exists. Its Dice means nothing."""
+    import torch
+    sys.path.insert(0, '.')
+    from teacher.models import build_model
+    from teacher.export import export_model
+    torch.manual_seed(0)
+    torch.set_num_threads(2)
+    model = build_model('fused', (192, 256), vit_depth=8).eval()
+    from pathlib import Path
+    rep = export_model(model, Path(out), (192, 256), 'fused-teacher-untrained', False, None, None, None, None)
+    print(json.dumps(rep))
+
+
 if __name__ == '__main__':
     if sys.argv[1] == 'arith':
         arith(sys.argv[2])
+    elif sys.argv[1] == 'export-untrained':
+        export_untrained(sys.argv[2])
     elif sys.argv[1] == 'static':
         static(sys.argv[2:])
     else:

@@ -46,7 +46,7 @@ export function quantizeDynamicMatMuls(model: Model, opts: DynamicOptions = {}):
     let t = inits.get(name);
     if (!t) {
       const p = producer.get(name);
-      if (p?.opType === 'Cast' && p.inputs[0]) t = inits.get(p.inputs[0]);
+      if ((p?.opType === 'Cast' || p?.opType === 'Identity') && p.inputs[0]) t = inits.get(p.inputs[0]);
     }
     return t && (t.dataType === DataType.FLOAT || t.dataType === DataType.FLOAT16) ? t : undefined;
   };
@@ -102,7 +102,7 @@ export function quantizeDynamicMatMuls(model: Model, opts: DynamicOptions = {}):
   for (;;) {
     const read = new Set<string>([...g.nodes.flatMap((n) => n.inputs), ...g.outputs.map((o) => o.name)]);
     const before = g.nodes.length;
-    g.nodes = g.nodes.filter((n) => !(n.opType === 'Cast' && n.outputs.every((o) => !read.has(o))));
+    g.nodes = g.nodes.filter((n) => !((n.opType === 'Cast' || n.opType === 'Identity') && n.inputs.every((i) => inits.has(i)) && n.outputs.every((o) => !read.has(o))));
     if (before === g.nodes.length) {
       g.initializers = g.initializers.filter((t) => read.has(t.name) || g.inputs.some((x) => x.name === t.name));
       break;

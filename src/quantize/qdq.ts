@@ -15,6 +15,7 @@
 import { DataType, defaultOpset, type Attribute, type Graph, type Initializer, type Model, type Node } from '../onnx/ir.js';
 import { numel, tensorToFloat32 } from '../onnx/tensor.js';
 import { cloneModel } from '../onnx/graph.js';
+import { inferShapes } from '../onnx/shape.js';
 import { LesionFuseError } from '../util/errors.js';
 import {
   activationParams, adjustWeightScalesForBias, quantizeArray, quantizeBias, quantizePerChannel, perChannelWeightScales,
@@ -141,12 +142,14 @@ class GraphIndex {
       return v && v.type === 'tensor' && isFloatType(v.value.dataType) ? { values: tensorToFloat32(v.value), dims: [...v.value.dims] } : null;
     }
     if (p.opType === 'Cast' && intAttr(p, 'to', 0) === DataType.FLOAT && p.inputs[0]) return this.constant(p.inputs[0]);
+    // exporters route shared initializers through Identity
+    if (p.opType === 'Identity' && p.inputs[0]) return this.constant(p.inputs[0]);
     return null;
   }
   isConstant(name: string): boolean {
     if (this.inits.has(name)) return true;
     const p = this.producer.get(name);
-    return Boolean(p && (p.opType === 'Constant' || (p.opType === 'Cast' && p.inputs[0] && this.isConstant(p.inputs[0]))));
+    return Boolean(p && (p.opType === 'Constant' || ((p.opType === 'Cast' || p.opType === 'Identity') && p.inputs[0] && this.isConstant(p.inputs[0]))));
   }
 }
 
@@ -291,6 +294,17 @@ export function planQuantization(model: Model, opts: QdqOptions = {}): Quantizat
   const quantized = new Map<string, PlannedNode>();
   const float: FloatNode[] = [];
   const candidates = new Set([...WEIGHT_OPS, ...SHARED_PARAM_OPS, ...OWN_RANGE_OPS]);
+  // value types: shape arithmetic (int64 Concat/Add/Reshape of Shape outputs) must never get a Q/DQ
+  let types = new Map<string, DataType>();
+  try {
+    for (const [k, v] of inferShapes(model)) types.set(k, v.dataType);
+  } catch {
+    types = new Map();
+  }
+  const notFloat = (t: string) => {
+    const dt = types.get(t);
+    return dt !== undefined && dt !== DataType.UNDEFINED && dt !== DataType.FLOAT;
+  };
 
   for (const n of g.nodes) {
     const k = idx.key(n);
@@ -309,6 +323,12 @@ export function planQuantization(model: Model, opts: QdqOptions = {}): Quantizat
     const vit = vitSafe.get(k);
     if (vit) {
       float.push({ key: k, opType: n.opType, reason: vit });
+      continue;
+    }
+    const tensors = [...activationInputs(n, idx), n.outputs[0]!];
+    const bad = tensors.find((t) => t && notFloat(t));
+    if (bad) {
+      float.push({ key: k, opType: n.opType, reason: `works on ${DataType[types.get(bad)!] ?? types.get(bad)} tensors (shape arithmetic), not float32` });
       continue;
     }
     const why = unsupportedReason(n, idx, opts);
@@ -690,14 +710,14 @@ function findSiteByDq(dqOf: Map<string, string>, dq: string): string {
   return dq;
 }
 
-/** Cast/Constant nodes that fed float weights and are now read by nothing. */
+/** Cast/Constant/Identity nodes that fed float weights and are now read by nothing. */
 function removeDeadConstantProducers(g: Graph): void {
   for (;;) {
     const read = new Set<string>();
     for (const n of g.nodes) for (const i of n.inputs) if (i) read.add(i);
     for (const o of g.outputs) read.add(o.name);
     const before = g.nodes.length;
-    g.nodes = g.nodes.filter((n) => !((n.opType === 'Cast' || n.opType === 'Constant') && n.outputs.every((o) => !read.has(o))));
+    g.nodes = g.nodes.filter((n) => !((n.opType === 'Cast' || n.opType === 'Constant' || n.opType === 'Identity') && n.outputs.every((o) => !read.has(o))));
     if (g.nodes.length === before) break;
   }
   const read = new Set<string>();
