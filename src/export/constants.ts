@@ -6,7 +6,8 @@
  * second implementation of each op's semantics to get wrong.
  */
 import * as ort from 'onnxruntime-node';
-import { DataType, type Graph, type Initializer, type Model, type Node, type TensorData } from '../onnx/ir.js';
+import { DataType, type Dim, type Initializer, type Model, type Node, type TensorData, type ValueInfo } from '../onnx/ir.js';
+import { inferShapes } from '../onnx/shape.js';
 import { encodeModel } from '../onnx/io.js';
 import { fromOrtTensor, numel } from '../onnx/tensor.js';
 import { describeError } from '../util/errors.js';
@@ -25,14 +26,7 @@ function bytesOf(t: TensorData): number {
   return t.values.byteLength;
 }
 
-/** Shape of a graph input when every dim is a number (for folding Shape/Size of fixed-size inputs). */
-function staticShape(g: Graph, name: string): number[] | null {
-  const v = g.inputs.find((i) => i.name === name);
-  if (!v || !v.shape || v.shape.some((d) => typeof d !== 'number')) return null;
-  return v.shape as number[];
-}
-
-function shapeSlice(n: Node, dims: number[]): number[] {
+function shapeSlice<D>(n: Node, dims: D[]): D[] {
   const r = dims.length;
   const at = (k: string, d: number) => {
     const a = n.attributes[k];
@@ -41,6 +35,60 @@ function shapeSlice(n: Node, dims: number[]): number[] {
     return Math.min(Math.max(v, 0), r);
   };
   return dims.slice(at('start', 0), at('end', r));
+}
+
+const asInt = (d: Dim): number | null => (typeof d === 'number' ? d : null);
+const int64Of = (v: number[], scalar = false): TensorData => ({ dataType: DataType.INT64, dims: scalar ? [] : [v.length], values: BigInt64Array.from(v.map(BigInt)) });
+
+/**
+ * Fold one shape-arithmetic node from what is known about shapes: a constant when every dim it yields is
+ * static, else the partly known dims of a Shape output (for a later Gather/Slice), else null.
+ */
+function foldShapeOp(
+  n: Node,
+  shapeOf: (v: string) => Dim[] | null,
+  partial: Map<string, (number | null)[]>,
+  constOf: (v: string) => TensorData | undefined,
+): { tensor: TensorData } | { dims: (number | null)[] } | null {
+  if (!isDefaultDomain(n)) return null;
+  if (n.opType === 'Shape' || n.opType === 'Size') {
+    const s = shapeOf(n.inputs[0]!);
+    if (!s) return null;
+    const dims = s.map(asInt);
+    if (n.opType === 'Size') return dims.every((d) => d !== null) ? { tensor: int64Of([numel(dims as number[])], true) } : null;
+    const picked = shapeSlice(n, dims);
+    return picked.every((d) => d !== null) ? { tensor: int64Of(picked as number[]) } : { dims: picked };
+  }
+  const src = partial.get(n.inputs[0]!);
+  if (!src) return null;
+  const ints = (v: string | undefined): number[] | null => {
+    if (!v) return null;
+    const t = constOf(v);
+    if (!t || (t.dataType !== DataType.INT64 && t.dataType !== DataType.INT32)) return null;
+    return Array.from(t.values as ArrayLike<number | bigint>, Number);
+  };
+  if (n.opType === 'Gather') {
+    const ax = n.attributes['axis'];
+    if (ax && ax.type === 'int' && ax.value !== 0) return null;
+    const idxT = n.inputs[1] ? constOf(n.inputs[1]) : undefined;
+    const idx = ints(n.inputs[1]);
+    if (!idxT || !idx || idxT.dims.length > 1) return null;
+    const picked = idx.map((i) => src[i < 0 ? i + src.length : i] ?? null);
+    if (picked.some((d) => d === null)) return null;
+    return { tensor: idxT.dims.length === 0 ? int64Of(picked as number[], true) : int64Of(picked as number[]) };
+  }
+  if (n.opType === 'Slice') {
+    const starts = ints(n.inputs[1]);
+    const ends = ints(n.inputs[2]);
+    const axes = n.inputs[3] ? ints(n.inputs[3]) : [0];
+    const steps = n.inputs[4] ? ints(n.inputs[4]) : [1];
+    if (!starts || !ends || !axes || !steps || starts.length !== 1 || ends.length !== 1 || axes[0] !== 0 || steps[0] !== 1) return null;
+    const r = src.length;
+    const clamp = (v: number) => Math.min(Math.max(v < 0 ? v + r : v, 0), r);
+    const picked = src.slice(clamp(starts[0]!), clamp(ends[0]!));
+    return picked.every((d) => d !== null) ? { tensor: int64Of(picked as number[]) } : { dims: picked };
+  }
+  return null;
 }
 
 async function foldConstants(model: Model, ctx: PassContext): Promise<PassResult> {
@@ -75,6 +123,17 @@ async function foldConstants(model: Model, ctx: PassContext): Promise<PassResult
   const foldable: Node[] = [];
   const elemTypes = inferElemTypes(g);
   const shapeFolds = new Map<string, TensorData>();
+  // Outputs of Shape nodes whose dims are partly known (symbolic or unknown entries are null).
+  const partial = new Map<string, (number | null)[]>();
+  let inferred: Map<string, ValueInfo> | null = null;
+  const shapeOf = (v: string): Dim[] | null => {
+    try {
+      inferred ??= inferShapes(model, { useDeclared: false });
+    } catch {
+      inferred = new Map();
+    }
+    return inferred.get(v)?.shape ?? g.inputs.find((i) => i.name === v)?.shape ?? null;
+  };
   const storageKept: string[] = [];
   for (const n of g.nodes) {
     if (dropped.has(n)) continue;
@@ -86,15 +145,19 @@ async function foldConstants(model: Model, ctx: PassContext): Promise<PassResult
       continue;
     }
     if (n.outputs.some((o) => graphOutputs.has(o))) continue;
-    // Shape/Size of a fixed-size graph input: known without evaluating anything.
-    if ((n.opType === 'Shape' || n.opType === 'Size') && n.inputs[0] && n.outputs[0]) {
-      const s = staticShape(g, n.inputs[0]);
-      if (s) {
-        const v = n.opType === 'Shape' ? shapeSlice(n, s) : [numel(s)];
-        shapeFolds.set(n.outputs[0], { dataType: DataType.INT64, dims: n.opType === 'Shape' ? [v.length] : [], values: BigInt64Array.from(v.map(BigInt)) });
-        known.add(n.outputs[0]);
-        dropped.add(n);
-        continue;
+    // Shape arithmetic on static dims is known without evaluating anything: Shape/Size of a value whose
+    // inferred shape is static, and Gather/Slice picking static dims out of a partly dynamic shape (an
+    // exporter's Reshape targets mix the dynamic batch with fixed H, W, C).
+    if (n.outputs[0] && n.inputs[0]) {
+      const folded = foldShapeOp(n, shapeOf, partial, (nm) => consts.get(nm) ?? newInits.get(nm) ?? shapeFolds.get(nm));
+      if (folded) {
+        if ('tensor' in folded) {
+          shapeFolds.set(n.outputs[0], folded.tensor);
+          known.add(n.outputs[0]);
+          dropped.add(n);
+          continue;
+        }
+        partial.set(n.outputs[0], folded.dims);
       }
     }
     const ins = n.inputs.filter((i) => i);
@@ -211,7 +274,7 @@ async function foldConstants(model: Model, ctx: PassContext): Promise<PassResult
   g.valueInfo = g.valueInfo.filter((v) => defined.has(v.name) && !existing.has(v.name));
 
   if (constantNodes.length) changes.unshift(record(PASS, 'folded', `turned ${constantNodes.length} Constant node(s) into initializers`, constantNodes, constantNodes.length));
-  if (shapeFolds.size) changes.push(record(PASS, 'folded', `replaced ${shapeFolds.size} Shape/Size of fixed-size graph inputs by constants`, [...shapeFolds.keys()], shapeFolds.size));
+  if (shapeFolds.size) changes.push(record(PASS, 'folded', `replaced ${shapeFolds.size} Shape/Size/Gather/Slice of static dims by constants`, [...shapeFolds.keys()], shapeFolds.size));
   if (folded.length) {
     const byOp = new Map<string, number>();
     for (const n of folded) byOp.set(n.opType, (byOp.get(n.opType) ?? 0) + 1);

@@ -238,3 +238,20 @@ test('rewrite runs the default passes in order, refuses unknown pass names, and 
   await assert.rejects(rewrite(m, ['no-such-pass']), /unknown pass 'no-such-pass'; available: remove-identity/);
   for (const p of Object.values(PASSES)) assert.ok(p.description.length > 10);
 });
+
+test('fold-constants folds the static dims of a dynamic-batch shape (Gather/Slice of Shape) and keeps the batch dim dynamic', async () => {
+  const n = new Net(13);
+  const x = n.input('x', ['N', 4, 6, 8]);
+  const s = n.op('Shape', [x]);
+  const c = n.op('Gather', [s, n.init('one', { dataType: DataType.INT64, dims: [], values: BigInt64Array.from([1n]) })], { axis: 0 });
+  const hw = n.op('Slice', [s, n.init('st', int64Tensor([1], [2])), n.init('en', int64Tensor([1], [4]))]);
+  const hwProd = n.op('ReduceProd', [hw], { keepdims: 1 });
+  const b = n.op('Gather', [s, n.init('zero', int64Tensor([1], [0]))], { axis: 0 });
+  const tgt = n.op('Concat', [b, n.op('Unsqueeze', [c, n.init('ax0', int64Tensor([1], [0]))]), hwProd], { axis: 0 });
+  n.output(n.op('Reshape', [x, tgt]));
+  const m = n.build();
+  const r = await runPass('fold-constants', m);
+  const ops = r.model.graph.nodes.map((q) => q.opType).sort();
+  assert.deepEqual(ops, ['Concat', 'Gather', 'Reshape', 'Shape'], ops.join(','));
+  for (const batch of [1, 3]) assert.equal(await outputDrift(m, r.model, X([batch, 4, 6, 8], batch)), 0);
+});
