@@ -204,13 +204,17 @@ export interface OutputType {
  */
 export class GraphBuilder {
   readonly graph: Graph;
+  /** Value names (ONNX keeps them apart from node names). */
   readonly names: NameGen;
+  /** Node names. */
+  readonly nodeNames: NameGen;
   private readonly model?: Model;
   private readonly pendingOutputs = new Set<string>();
 
   constructor(name = 'graph') {
     this.graph = makeGraph(name, [], [], []);
     this.names = new NameGen();
+    this.nodeNames = new NameGen();
   }
 
   /** A builder that adds to an existing model (or graph), editing it in place. */
@@ -218,7 +222,13 @@ export class GraphBuilder {
     const isModel = 'graph' in source && 'opsetImports' in source;
     const b = Object.create(GraphBuilder.prototype) as GraphBuilder;
     const graph = isModel ? (source as Model).graph : (source as Graph);
-    Object.assign(b, { graph, names: new NameGen(graph), model: isModel ? source : undefined, pendingOutputs: new Set<string>() });
+    Object.assign(b, {
+      graph,
+      names: new NameGen(graph, 'values'),
+      nodeNames: new NameGen(graph, 'nodes'),
+      model: isModel ? source : undefined,
+      pendingOutputs: new Set<string>(),
+    });
     return b;
   }
 
@@ -255,7 +265,12 @@ export class GraphBuilder {
   /** Add a node with `n` outputs (names generated, or `opts.outputs`); returns the node. */
   node(opType: string, inputs: readonly string[], n: number, attrs: Attrs = {}, opts: NodeOptions & { outputs?: string[] } = {}): Node {
     const base = opts.name ?? opType.toLowerCase();
-    const nodeName = opts.name !== undefined ? this.claim(opts.name, 'node') : this.names.next(base);
+    let nodeName: string;
+    if (opts.name !== undefined) {
+      if (this.nodeNames.has(opts.name)) throw new LesionFuseError(`node '${opts.name}': the name is already used in graph '${this.graph.name}'`);
+      this.nodeNames.reserve(opts.name);
+      nodeName = opts.name;
+    } else nodeName = this.nodeNames.next(base);
     const outputs = opts.outputs ? opts.outputs.map((o) => (o === '' ? '' : this.claim(o, 'value'))) : Array.from({ length: n }, (_, i) => this.names.next(n === 1 ? `${nodeName}_out` : `${nodeName}_out${i}`));
     const node = makeNode(opType, inputs, outputs, attrs, { ...opts, name: nodeName });
     this.graph.nodes.push(node);
@@ -286,7 +301,7 @@ export class GraphBuilder {
         producer.outputs[producer.outputs.indexOf(value)] = name;
         replaceAllUses(this.graph, value, name);
       } else {
-        this.graph.nodes.push(makeNode('Identity', [value], [name], {}, { name: this.names.next('identity') }));
+        this.graph.nodes.push(makeNode('Identity', [value], [name], {}, { name: this.nodeNames.next('identity') }));
       }
       out = name;
     }

@@ -96,28 +96,38 @@ export function topologicalOrder(g: Graph): Node[] {
   return order;
 }
 
-/** Every name used in a graph: values (inputs, outputs, initializers, node outputs, value_info) and nodes. */
-export function usedNames(g: Graph): Set<string> {
+/** Which names `usedNames` collects: value names, node names, or both. */
+export type NameKind = 'values' | 'nodes' | 'all';
+
+/**
+ * Every name used in a graph (and its subgraphs): values (inputs, outputs,
+ * initializers, node inputs/outputs, value_info) and/or node names.
+ */
+export function usedNames(g: Graph, kind: NameKind = 'all'): Set<string> {
   const s = new Set<string>();
-  for (const v of [...g.inputs, ...g.outputs, ...g.valueInfo]) s.add(v.name);
-  for (const t of g.initializers) s.add(t.name);
+  const values = kind !== 'nodes';
+  if (values) {
+    for (const v of [...g.inputs, ...g.outputs, ...g.valueInfo]) s.add(v.name);
+    for (const t of g.initializers) s.add(t.name);
+  }
   for (const n of g.nodes) {
-    if (n.name) s.add(n.name);
-    for (const x of [...n.inputs, ...n.outputs]) if (x) s.add(x);
-    for (const a of Object.values(n.attributes)) if (a.type === 'graph') for (const x of usedNames(a.value)) s.add(x);
+    if (kind !== 'values' && n.name) s.add(n.name);
+    if (values) for (const x of [...n.inputs, ...n.outputs]) if (x) s.add(x);
+    for (const a of Object.values(n.attributes)) if (a.type === 'graph') for (const x of usedNames(a.value, kind)) s.add(x);
   }
   return s;
 }
 
 /**
  * Fresh names that collide neither with a graph's names nor with each other.
- * Create one per edit session (it snapshots the graph's names once).
+ * Create one per edit session (it snapshots the graph's names once). ONNX keeps
+ * value names and node names apart; `kind` says which to avoid (default both).
  */
 export class NameGen {
   private readonly used: Set<string>;
   private readonly counters = new Map<string, number>();
-  constructor(g?: Graph) {
-    this.used = g ? usedNames(g) : new Set();
+  constructor(g?: Graph, kind: NameKind = 'all') {
+    this.used = g ? usedNames(g, kind) : new Set();
   }
   /** `base` if free, else `base_1`, `base_2`... */
   next(base: string): string {
