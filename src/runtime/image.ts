@@ -373,20 +373,44 @@ function clip8(acc: number): number {
  * (horizontal pass, then vertical, each rounded to 8 bits).
  */
 export function resizeBilinearU8(src: Uint8Array, inW: number, inH: number, channels: number, outW: number, outH: number): Uint8Array {
+  const C = channels;
   let cur = src;
   let curW = inW;
   if (outW !== inW) {
     const hx = resampleWeights(inW, outW);
-    const tmp = new Uint8Array(outW * inH * channels);
+    const { start, count, weights, taps } = hx;
+    const tmp = new Uint8Array(outW * inH * C);
+    const acc = new Float64Array(C);
     for (let y = 0; y < inH; y++) {
+      const rowIn = y * inW * C;
+      const rowOut = y * outW * C;
       for (let x = 0; x < outW; x++) {
-        const s = hx.start[x]!;
-        const n = hx.count[x]!;
-        for (let c = 0; c < channels; c++) {
-          let acc = ONE / 2;
-          for (let k = 0; k < n; k++) acc += cur[(y * inW + s + k) * channels + c]! * hx.weights[x * hx.taps + k]!;
-          tmp[(y * outW + x) * channels + c] = clip8(acc);
+        const n = count[x]!;
+        const wBase = x * taps;
+        let p = rowIn + start[x]! * C;
+        if (C === 3) {
+          // the common case, with the accumulators in locals
+          let a0 = ONE / 2;
+          let a1 = ONE / 2;
+          let a2 = ONE / 2;
+          for (let k = 0; k < n; k++, p += 3) {
+            const w = weights[wBase + k]!;
+            a0 += cur[p]! * w;
+            a1 += cur[p + 1]! * w;
+            a2 += cur[p + 2]! * w;
+          }
+          const o = rowOut + x * 3;
+          tmp[o] = clip8(a0);
+          tmp[o + 1] = clip8(a1);
+          tmp[o + 2] = clip8(a2);
+          continue;
         }
+        acc.fill(ONE / 2);
+        for (let k = 0; k < n; k++, p += C) {
+          const w = weights[wBase + k]!;
+          for (let c = 0; c < C; c++) acc[c]! += cur[p + c]! * w;
+        }
+        for (let c = 0; c < C; c++) tmp[rowOut + x * C + c] = clip8(acc[c]!);
       }
     }
     cur = tmp;
@@ -394,17 +418,21 @@ export function resizeBilinearU8(src: Uint8Array, inW: number, inH: number, chan
   }
   if (outH === inH) return cur === src ? new Uint8Array(src) : cur;
   const vy = resampleWeights(inH, outH);
-  const out = new Uint8Array(curW * outH * channels);
+  const rowLen = curW * C;
+  const out = new Uint8Array(rowLen * outH);
+  const acc = new Float64Array(rowLen);
   for (let y = 0; y < outH; y++) {
-    const s = vy.start[y]!;
+    acc.fill(ONE / 2);
     const n = vy.count[y]!;
-    for (let x = 0; x < curW; x++) {
-      for (let c = 0; c < channels; c++) {
-        let acc = ONE / 2;
-        for (let k = 0; k < n; k++) acc += cur[((s + k) * curW + x) * channels + c]! * vy.weights[y * vy.taps + k]!;
-        out[(y * curW + x) * channels + c] = clip8(acc);
-      }
+    const s = vy.start[y]!;
+    // whole rows at a time: sequential memory access
+    for (let k = 0; k < n; k++) {
+      const w = vy.weights[y * vy.taps + k]!;
+      const off = (s + k) * rowLen;
+      for (let i = 0; i < rowLen; i++) acc[i]! += cur[off + i]! * w;
     }
+    const o = y * rowLen;
+    for (let i = 0; i < rowLen; i++) out[o + i] = clip8(acc[i]!);
   }
   return out;
 }
@@ -459,18 +487,31 @@ export function resizeProbability(prob: Float32Array, fromH: number, fromW: numb
     x1[x] = Math.min(i + 1, fromW - 1);
     lx[x] = f - i;
   }
+  // Each source row interpolated to the output width once (cached), then blended per output row.
+  const rowCache = new Map<number, Float32Array>();
+  const horizontal = (r: number): Float32Array => {
+    let row = rowCache.get(r);
+    if (!row) {
+      row = new Float32Array(toW);
+      const base = r * fromW;
+      for (let x = 0; x < toW; x++) {
+        const a = prob[base + x0[x]!]!;
+        row[x] = a + (prob[base + x1[x]!]! - a) * lx[x]!;
+      }
+      if (rowCache.size > 4) rowCache.delete(rowCache.keys().next().value!);
+      rowCache.set(r, row);
+    }
+    return row;
+  };
   for (let y = 0; y < toH; y++) {
     const fy = Math.max(0, (y + 0.5) * sy - 0.5);
     const y0 = Math.min(Math.floor(fy), fromH - 1);
     const y1 = Math.min(y0 + 1, fromH - 1);
     const ly = fy - y0;
-    const r0 = y0 * fromW;
-    const r1 = y1 * fromW;
-    for (let x = 0; x < toW; x++) {
-      const a = prob[r0 + x0[x]!]! * (1 - lx[x]!) + prob[r0 + x1[x]!]! * lx[x]!;
-      const b = prob[r1 + x0[x]!]! * (1 - lx[x]!) + prob[r1 + x1[x]!]! * lx[x]!;
-      out[y * toW + x] = a * (1 - ly) + b * ly;
-    }
+    const a = horizontal(y0);
+    const b = horizontal(y1);
+    const o = y * toW;
+    for (let x = 0; x < toW; x++) out[o + x] = a[x]! * (1 - ly) + b[x]! * ly;
   }
   return out;
 }
