@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Model } from '../../src/onnx/ir.js';
@@ -123,7 +123,12 @@ test('lesionfuse rewrite: default passes with --json, --list, and one-line error
   writeFileSync(zero, '');
   const junk = join(dir, 'junk.onnx');
   writeFileSync(junk, 'this is not a protobuf at all, just text\n');
+  const whole = readFileSync(src);
+  const truncated = join(dir, 'truncated.onnx');
+  writeFileSync(truncated, whole.subarray(0, Math.floor(whole.length / 2)));
   for (const [bad, why] of [
+    [truncated, /truncated\.onnx.*(truncated|corrupt)/],
+    [dir, /is a directory/],
     [zero, /zero\.onnx.*(empty|0 bytes)/],
     [junk, /junk\.onnx.*(not an ONNX|truncated|corrupt)/],
     [join(dir, 'missing.onnx'), /missing\.onnx.*no such file/],

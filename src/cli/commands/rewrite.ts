@@ -63,10 +63,10 @@ function printResult(r: RewriteFileResult): void {
   for (const p of r.passes) {
     out.write(`[${p.name}] (${p.ms.toFixed(0)} ms)\n`);
     for (const c of p.changes) {
-      out.write(`  ${c.kind.padEnd(7)} ${c.message}\n`);
+      out.write(`  ${c.kind === 'skipped' ? 'note: ' : '- '}${c.message}\n`);
       if (c.nodes && c.nodes.length && c.kind !== 'skipped') {
         const shown = c.nodes.slice(0, 6).join(', ');
-        out.write(`          ${shown}${c.nodes.length > 6 ? `, ... (${c.nodes.length} in all)` : ''}\n`);
+        out.write(`      ${shown}${c.nodes.length > 6 ? `, ... (${c.nodes.length} in all)` : ''}\n`);
       }
     }
   }
