@@ -5,6 +5,7 @@ import { evaluate, evaluatePredictions, type EvalResult } from '../../runtime/ev
 import { METRIC_NAMES } from '../../runtime/metrics.js';
 import { parseSize } from '../../runtime/segment.js';
 import { DEFAULT_PROFILE } from '../../runtime/segmenter.js';
+import { DEFAULT_MAX_PIXELS } from '../../runtime/image.js';
 import type { Split } from '../../runtime/dataset.js';
 
 interface Args {
@@ -20,6 +21,7 @@ interface Args {
   threshold?: number;
   'input-size'?: string;
   output?: string;
+  'max-pixels': number;
   pred?: string;
   truth?: string;
   json: boolean;
@@ -56,6 +58,7 @@ export const command: CommandModule<object, Args> = {
       .option('threshold', { type: 'number', describe: 'probability threshold (default: model metadata, else 0.5)' })
       .option('input-size', { type: 'string', describe: 'HxW for models with dynamic height/width' })
       .option('output', { type: 'string', describe: 'which model output is the segmentation map' })
+      .option('max-pixels', { type: 'number', default: DEFAULT_MAX_PIXELS, describe: 'refuse images whose header declares more pixels (decompression bombs)' })
       .option('pred', { type: 'string', describe: 'score existing masks in this folder (with --truth) instead of running a model' })
       .option('truth', { type: 'string', describe: 'truth masks for --pred, matched by id' })
       .option('json', { type: 'boolean', default: false, describe: 'print metrics.json to stdout' })
@@ -84,6 +87,7 @@ export const command: CommandModule<object, Args> = {
           threshold: a.threshold,
           inputSize: a['input-size'] ? parseSize(a['input-size']) : undefined,
           output: a.output,
+          maxPixels: a['max-pixels'],
         },
       });
     }
