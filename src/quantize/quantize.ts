@@ -135,7 +135,7 @@ export function cpuInt8Features(): { arch: string; model: string; flags: string[
   return { arch: arch(), model: cpus()[0]?.model ?? 'unknown', flags: have, vnni: have.some((f) => f.includes('vnni') || f === 'amx_int8') };
 }
 
-function decideReduceRange(opt: boolean | 'auto' | undefined): { value: boolean; reason: string } {
+export function decideReduceRange(opt: boolean | 'auto' | undefined): { value: boolean; reason: string } {
   if (opt === true) return { value: true, reason: 'asked for' };
   if (opt === false) return { value: false, reason: 'asked for' };
   const f = cpuInt8Features();
@@ -144,14 +144,14 @@ function decideReduceRange(opt: boolean | 'auto' | undefined): { value: boolean;
   return { value: true, reason: `auto: x86 CPU without VNNI (${f.flags.join(', ') || 'no AVX flags'}): onnxruntime's u8s8 kernels would saturate 8-bit weights` };
 }
 
-function decideActivations(opt: 'int8' | 'uint8' | 'auto' | undefined): { value: 'int8' | 'uint8'; reason: string } {
+export function decideActivations(opt: 'int8' | 'uint8' | 'auto' | undefined): { value: 'int8' | 'uint8'; reason: string } {
   if (opt === 'int8' || opt === 'uint8') return { value: opt, reason: 'asked for' };
   const a = arch();
   if (a === 'x64' || a === 'ia32') return { value: 'uint8', reason: "auto: x86 CPU, onnxruntime's INT8 Conv kernels take uint8 activations (U8S8)" };
   return { value: 'int8', reason: `auto: ${a} CPU (S8S8 runs natively)` };
 }
 
-interface ModelIO {
+export interface ModelIO {
   inputName: string;
   outputName: string;
   height: number;
@@ -211,28 +211,36 @@ export async function* imageBatches(paths: readonly string[], io: ModelIO, batch
   }
 }
 
-/** Val images and masks at the model's resolution, decoded once and reused for every evaluation. */
-interface ValSet {
+/** Images and masks at the model's resolution, decoded once and reused for every evaluation. */
+export interface MaskedImageSet {
   source: string;
   batches: { data: Float32Array; n: number; masks: Uint8Array[] }[];
   images: number;
 }
 
-async function loadValSet(source: string, io: ModelIO, limit: number, batch: number): Promise<ValSet | null> {
+async function loadValSet(source: string, io: ModelIO, limit: number, batch: number): Promise<MaskedImageSet | null> {
+  return loadMaskedImages(source, 'val', io, limit, batch);
+}
+
+/**
+ * Up to `limit` images of a dataset split (spread over it) with their masks resized (nearest) to the
+ * model's input size; null (with a warning) when the split is missing or empty.
+ */
+export async function loadMaskedImages(source: string, split: 'train' | 'val' | 'test', io: ModelIO, limit: number, batch: number): Promise<MaskedImageSet | null> {
   let items;
   try {
-    items = (await openDataset(source, { split: 'val' })).items;
+    items = (await openDataset(source, { split })).items;
   } catch (err) {
-    log.warn(`no val split to measure Dice on (${describeError(err)}); the gate is not evaluated`);
+    log.warn(`no ${split} split to measure Dice on (${describeError(err)})`);
     return null;
   }
   if (items.length === 0) {
-    log.warn(`${source} has an empty val split; the gate is not evaluated`);
+    log.warn(`${source} has an empty ${split} split`);
     return null;
   }
   const chosen = spreadSample(items, limit);
   const spec = { mean: io.meta.mean, std: io.meta.std, channelOrder: io.meta.channelOrder, height: io.height, width: io.width };
-  const out: ValSet = { source, batches: [], images: 0 };
+  const out: MaskedImageSet = { source, batches: [], images: 0 };
   for (const group of chunks(chosen, io.batchFree ? Math.max(1, batch) : 1)) {
     const imgs = [];
     const masks = [];
@@ -243,7 +251,7 @@ async function loadValSet(source: string, io: ModelIO, limit: number, batch: num
         imgs.push(img);
         masks.push(resizeMaskNearest(m, io.width, io.height).data);
       } catch (err) {
-        log.warn(`skipping val image: ${describeError(err)}`);
+        log.warn(`skipping ${split} image: ${describeError(err)}`);
       }
     }
     if (imgs.length) {
@@ -254,8 +262,8 @@ async function loadValSet(source: string, io: ModelIO, limit: number, batch: num
   return out.images ? out : null;
 }
 
-/** Mean Dice of `model` on the val set at the model's resolution. */
-async function valDice(model: Model, io: ModelIO, val: ValSet, threads: number): Promise<number> {
+/** Mean Dice of `model` on a masked image set at the model's resolution (onnxruntime-node, CPU). */
+export async function diceAtModelResolution(model: Model, io: ModelIO, val: MaskedImageSet, threads: number): Promise<number> {
   const session = await ort.InferenceSession.create(encodeModel(model), { intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: 'all' });
   const plane = io.height * io.width;
   const t = io.meta.threshold;
@@ -342,8 +350,8 @@ export async function quantize(input: Model, opts: QuantizeOptions): Promise<Qua
   const autoExcluded: LayerSensitivity[] = [];
   const sensMode = opts.sensitivity ?? 'auto';
   if (val) {
-    diceFloat = await valDice(model, io, val, threads);
-    diceQ = await valDice(current.model, io, val, threads);
+    diceFloat = await diceAtModelResolution(model, io, val, threads);
+    diceQ = await diceAtModelResolution(current.model, io, val, threads);
     log.info(`val Dice (${val.images} images at ${io.height}x${io.width}): float ${diceFloat.toFixed(4)}, INT8 ${diceQ.toFixed(4)}`);
     if (sensMode === 'always' || (sensMode === 'auto' && diceFloat - diceQ > gate)) {
       sensitivity = await layerSensitivity(model, plan, cal.ranges, qdq, io, val, diceFloat, threads, opts.progress !== false);
@@ -411,7 +419,7 @@ async function layerSensitivity(
   ranges: Map<string, TensorRange>,
   qdq: QdqOptions,
   io: ModelIO,
-  val: ValSet,
+  val: MaskedImageSet,
   diceFloat: number,
   threads: number,
   progress: boolean,
@@ -423,7 +431,7 @@ async function layerSensitivity(
     const only = new Set([l.key]);
     const p = planQuantization(model, { ...qdq, only });
     const m = insertQdq(model, p, ranges, qdq).model;
-    const d = await valDice(m, io, val, threads);
+    const d = await diceAtModelResolution(m, io, val, threads);
     out.push({ node: l.key, opType: l.opType, diceDrop: diceFloat - d });
     bar?.tick(1, l.key);
   }
@@ -440,7 +448,7 @@ async function excludeUntilWithinGate(
   ranges: Map<string, TensorRange>,
   qdq: QdqOptions,
   io: ModelIO,
-  val: ValSet,
+  val: MaskedImageSet,
   diceFloat: number,
   gate: number,
   maxK: number,
@@ -454,7 +462,7 @@ async function excludeUntilWithinGate(
     const o = { ...qdq, exclude };
     const plan = planQuantization(model, o);
     const built = build(model, plan, ranges, o, o.dynamicMatMuls ?? false);
-    const dice = await valDice(built.model, io, val, threads);
+    const dice = await diceAtModelResolution(built.model, io, val, threads);
     log.info(`  ${k} most sensitive layer(s) in float: val Dice ${dice.toFixed(4)} (drop ${(diceFloat - dice).toFixed(4)})`);
     const r = { built, plan, dice };
     cache.set(k, r);
