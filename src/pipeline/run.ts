@@ -113,7 +113,7 @@ export async function runPipeline(cfg: PipelineConfig, opts: RunOptions = {}): P
   for (const [i, s] of cfg.students.entries()) {
     const id = ids[i]!;
     if ('model' in s) {
-      bases.push({ id, family: `student ${id}`, path: s.model, derivation: [`student ${s.model}`], card: findModelCard(s.model) });
+      bases.push({ id, family: 'student', path: s.model, derivation: [`student ${s.model}`], card: findModelCard(s.model) });
       continue;
     }
     const o = await runStep({ id: `distill/${id}`, dir: join(stepsDir, 'distill', safe(id)), inputs: [...(s.kd && cfg.teacherPath ? [cfg.teacherPath] : []), ...trainDataFiles], settings: { ...s, inputSize: cfg.inputSize, data: cfg.trainData?.path ?? cfg.dataset.path } }, hasher, (dir) => distillStage(cfg, s, dir));
@@ -204,7 +204,7 @@ export async function runPipeline(cfg: PipelineConfig, opts: RunOptions = {}): P
   const reportDir = join(out, 'report');
   const summaries: CandidateSummary[] = [];
   for (const c of candidates) {
-    const facts = c.path && existsSync(c.path) ? await modelFacts(c.path) : { fileSizeBytes: NaN, parameters: null, multiplyAdds: null };
+    const facts = c.path && existsSync(c.path) ? await modelFacts(c.path) : { fileSizeBytes: null, parameters: null, multiplyAdds: null };
     const ovs: CandidateSummary['overlays'] = [];
     for (const o of overlays.get(c.id) ?? []) {
       const rel = `overlays/${safe(c.id)}/${o.file}`;

@@ -62,8 +62,8 @@ const fmt = {
     if (v === null || v === undefined || !Number.isFinite(v)) return 'n/a';
     return v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2);
   },
-  mb(bytes: number): string {
-    return (bytes / 2 ** 20).toFixed(2);
+  mb(bytes: number | null): string {
+    return bytes === null || !Number.isFinite(bytes) ? 'n/a' : (bytes / 2 ** 20).toFixed(2);
   },
   count(v: number | null): string {
     if (v === null || !Number.isFinite(v)) return 'n/a';

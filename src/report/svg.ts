@@ -63,7 +63,7 @@ export function logTicks(lo: number, hi: number): number[] {
 function fmtTick(v: number): string {
   if (v === 0) return '0';
   const a = Math.abs(v);
-  if (a >= 1000 || a < 0.001) return v.toExponential(0);
+  if (a >= 1e5 || a < 0.001) return v.toExponential(0);
   return String(Number(v.toPrecision(3)));
 }
 

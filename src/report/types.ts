@@ -50,7 +50,8 @@ export interface CandidateSummary {
   /** How it was made, one step per entry (e.g. 'rewrite: fold-batchnorm'). */
   derivation: string[];
   modelPath: string;
-  fileSizeBytes: number;
+  /** null when the model was not made. */
+  fileSizeBytes: number | null;
   parameters: number | null;
   multiplyAdds: number | null;
   /** null when the evaluation did not run; `accuracyError` then says why. */

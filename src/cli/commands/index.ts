@@ -9,6 +9,7 @@ import { command as rewriteCommand } from './rewrite.js';
 import { command as quantizeCommand } from './quantize.js';
 import { command as packageCommand } from './package.js';
 import { command as runCommand } from './run.js';
+import { command as demoCommand } from './demo.js';
 import { command as distillCommand } from './distill.js';
 
 // Each stage replaces its placeholder with `import { command as x } from './x.js'`.
@@ -23,5 +24,5 @@ export const commands: CommandModule<any, any>[] = [
   distillCommand,
   runCommand,
   packageCommand,
-  notYetAvailable('demo', 'the offline demo on the bundled models', 'issue #6'),
+  demoCommand,
 ];
