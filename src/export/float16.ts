@@ -213,13 +213,32 @@ function toFloat16(model: Model, ctx: PassContext): PassResult {
   }
   g.nodes = [...out, ...tail];
   casts += tail.length;
+  // Casts that now convert a value to the type it already has (e.g. float16-stored weights whose Cast to
+  // float32 became a Cast to float16) are no-ops: their readers read the value directly.
+  const outputNames = new Set(g.outputs.map((o) => o.name));
+  const initType = new Map(g.initializers.map((i) => [i.name, i.dataType]));
+  const noop = new Set<Node>();
+  for (const n of g.nodes) {
+    if (n.opType !== 'Cast' || !isDefaultDomain(n) || !n.inputs[0] || !n.outputs[0] || outputNames.has(n.outputs[0])) continue;
+    const to = n.attributes['to'];
+    const src = n.inputs[0];
+    const have = initType.get(src) ?? typeNow(src);
+    if (to && to.type === 'int' && have === to.value && !graphInputs.has(src)) {
+      replaceUses(g, n.outputs[0], src);
+      noop.add(n);
+    }
+  }
+  if (noop.size) {
+    g.nodes = g.nodes.filter((n) => !noop.has(n));
+    g.valueInfo = g.valueInfo.filter((v) => ![...noop].some((n) => n.outputs[0] === v.name));
+  }
   for (const v of g.valueInfo) if (newType.get(v.name) === DataType.FLOAT16) v.dataType = DataType.FLOAT16;
 
   changes.push(
     record(
       PASS,
       'changed',
-      `${half.size} node(s) run in float16; ${converted} float32 initializer(s) stored as float16 (${(bytesSaved / 1048576).toFixed(2)} MiB saved)${attrs ? `; ${attrs} float attribute(s)/Cast target(s) switched` : ''}; ${casts} Cast(s) added at the float32 inputs/outputs and around float32 nodes`,
+      `${half.size} node(s) run in float16${noop.size ? ` (${noop.size} Cast(s) that became no-ops removed)` : ''}; ${converted} float32 initializer(s) stored as float16 (${(bytesSaved / 1048576).toFixed(2)} MiB saved)${attrs ? `; ${attrs} float attribute(s)/Cast target(s) switched` : ''}; ${casts} Cast(s) added at the float32 inputs/outputs and around float32 nodes`,
       [],
       half.size,
     ),

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { DataType, type Model } from '../../src/onnx/ir.js';
-import { floatTensor, float16ToFloat32 } from '../../src/onnx/tensor.js';
+import { floatTensor, float16ToFloat32, float32ToFloat16 } from '../../src/onnx/tensor.js';
 import { rewrite } from '../../src/export/rewrite.js';
 import { checkParity } from '../../src/export/parity.js';
 import { packageRoot } from '../../src/util/paths.js';
@@ -110,4 +110,22 @@ test('the default passes leave an other-domain op untouched and say so, and the 
   const a = Object.values(await runModel(m, inp))[0]!;
   const b = Object.values(await runModel(r.model, inp))[0]!;
   assert.equal(maxAbsDiff(a.values, b.values), 0);
+});
+
+test('to-float16 on float16-stored weights (Cast to float32 at load) drops the Casts and reads the stored weights', async () => {
+  const n = new Net(17);
+  const x = n.input('x', [1, 3, 8, 8]);
+  const w = randomTensor([4, 3, 3, 3], 1, 0.5);
+  const w16 = n.init('w16', { dataType: DataType.FLOAT16, dims: w.dims, values: float32ToFloat16(w.values as Float32Array) });
+  const c = n.op('Conv', [x, n.op('Cast', [w16], { to: DataType.FLOAT })], { pads: [1, 1, 1, 1] });
+  n.output(n.op('Relu', [c]));
+  const m = n.build();
+  const r = await rewrite(m, ['to-float16']);
+  const conv = r.model.graph.nodes.find((q) => q.opType === 'Conv')!;
+  assert.equal(conv.inputs[1], 'w16');
+  assert.ok(r.changes.some((c) => /1 Cast\(s\) that became no-ops removed/.test(c.message)));
+  const inp = { x: randomTensor([1, 3, 8, 8], 4) };
+  const a = Object.values(await runModel(m, inp))[0]!;
+  const b = Object.values(await runModel(r.model, inp))[0]!;
+  assert.ok(maxAbsDiff(a.values, b.values) < 1e-2);
 });
