@@ -265,3 +265,32 @@ test('the QDQ model runs in onnxruntime-web (wasm) in Node and agrees with onnxr
   for (let i = 0; i < yn.length; i++) worst = Math.max(worst, Math.abs(yw[i]! - yn[i]!));
   assert.ok(worst <= 2.0001 * step, `web vs node differ by ${worst / step} output steps`);
 });
+
+test('exported-graph shapes: weights behind Identity are quantized, int64 shape arithmetic never gets Q/DQ', async () => {
+  const b = new Net(rng(12));
+  const w = b.w('shared.weight', [4, 3, 3, 3]);
+  const wid = b.op('Identity', [w], {}, 'w_identity');
+  const c = b.op('Conv', ['image', wid], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] }, 'conv');
+  // shape arithmetic: Shape -> Gather -> Unsqueeze -> Concat (int64) -> Reshape of the conv output
+  const shp = b.op('Shape', [c], {}, 'shape');
+  const idx = b.constInit('zero', DataType.INT64, [], new BigInt64Array([0n]));
+  const n = b.op('Gather', [shp, idx], { axis: 0 }, 'gather');
+  const axes = b.constInit('axes0', DataType.INT64, [1], new BigInt64Array([0n]));
+  const nu = b.op('Unsqueeze', [n, axes], {}, 'unsq');
+  const rest = b.constInit('rest', DataType.INT64, [1], new BigInt64Array([-1n]));
+  const cat = b.op('Concat', [nu, rest], { axis: 0 }, 'shape_concat');
+  const flat = b.op('Reshape', [c, cat], {}, 'flatten');
+  const model = b.model({ name: 'image', dataType: DataType.FLOAT, shape: ['N', 3, 16, 16] }, [flat]);
+  const plan = planQuantization(model);
+  const kinds = Object.fromEntries(plan.quantized.map((p) => [p.key, p.kind]));
+  assert.equal(kinds['conv'], 'weight');
+  assert.equal(kinds['shape_concat'], undefined);
+  assert.match(plan.float.find((f) => f.key === 'shape_concat')!.reason, /INT64/);
+  const { plan: p2, ranges } = await calibrated(model);
+  const { model: q, record } = insertQdq(model, p2, ranges);
+  assert.equal(record.weights[0]!.channels, 4);
+  assert.ok(!q.graph.nodes.some((x) => x.name === 'w_identity'), 'the Identity that fed the float weight is gone');
+  assert.ok(!q.graph.nodes.some((x) => x.opType === 'QuantizeLinear' && [cat, nu, n].includes(x.inputs[0]!)));
+  const y = await run(q, randomImages(2, 3), 2);
+  assert.equal(y.length, 2 * 4 * 256);
+});
