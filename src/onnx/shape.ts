@@ -18,11 +18,28 @@ interface TypeShape {
   shape: Shape;
 }
 
-/** A small constant folded during inference (integers, or float scales), row-major. */
+/**
+ * A small constant folded during inference (integers, or float scales), row-major.
+ * Shape vectors may be partly known: an unknown entry is NaN, with its symbolic
+ * name (e.g. the batch dim 'N') in `symbols` when there is one.
+ */
 interface Folded {
   dataType: DataType;
   dims: number[];
   values: number[];
+  symbols?: (string | null)[];
+}
+
+/** The dims a folded shape vector describes (NaN entries become their symbol, or unknown). */
+function dimsOf(f: Folded): Dim[] {
+  return f.values.map((v, i) => (Number.isFinite(v) ? v : f.symbols?.[i] ?? null));
+}
+
+/** Pick entries of a folded vector by index, keeping their symbols. */
+function pick(f: Folded, idx: number[], dims: number[]): Folded {
+  const out: Folded = { dataType: f.dataType, dims, values: idx.map((i) => f.values[i]!) };
+  if (f.symbols) out.symbols = idx.map((i) => f.symbols![i] ?? null);
+  return out;
 }
 
 const FOLD_LIMIT = 1024;
@@ -124,7 +141,13 @@ class Ctx {
   type(i: number): DataType {
     return this.in(i)?.dataType ?? DataType.UNDEFINED;
   }
+  /** A folded input whose values are all known. */
   const(i: number): Folded | undefined {
+    const f = this.partial(i);
+    return f && f.values.every((v) => !Number.isNaN(v)) ? f : undefined;
+  }
+  /** A folded input, possibly with unknown (NaN) entries: shape vectors. */
+  partial(i: number): Folded | undefined {
     const name = this.node.inputs[i];
     return name ? this.consts.get(name) : undefined;
   }
@@ -303,7 +326,7 @@ const INT_TYPES = new Set([DataType.INT64, DataType.INT32, DataType.INT16, DataT
 function binary(c: Ctx, outType?: DataType): TypeShape[] {
   const shapes = c.node.inputs.map((_, i) => c.shape(i));
   const dataType = outType ?? c.type(0);
-  const [a, b] = [c.const(0), c.const(1)];
+  const [a, b] = [c.partial(0), c.partial(1)];
   if (a && b && c.node.inputs.length === 2) {
     const ops: Record<string, (x: number, y: number) => number> = {
       Add: (x, y) => x + y,
@@ -318,7 +341,8 @@ function binary(c: Ctx, outType?: DataType): TypeShape[] {
     };
     const f = ops[c.op];
     if (f) {
-      const r = foldBinary(a, b, f, dataType);
+      // Unknown entries stay unknown (and keep a symbol when the other side is a neutral 1 or 0).
+      const r = foldBinary(a, b, (x, y) => (Number.isNaN(x) || Number.isNaN(y) ? NaN : f(x, y)), dataType);
       if (r) c.fold(0, r);
     }
   }
@@ -365,7 +389,8 @@ function reduce(c: Ctx, axesFromInputSince: number): TypeShape[] {
 
 function reshape(c: Ctx): TypeShape[] {
   const x = c.shape(0);
-  const target = c.opset >= 5 ? c.const(1)?.values : c.ints('shape');
+  const folded = c.opset >= 5 ? c.partial(1) : undefined;
+  const target: Dim[] | undefined = folded ? dimsOf(folded) : c.ints('shape');
   if (!target) {
     const s = c.shape(1);
     return [{ dataType: c.type(0), shape: s && isNum(s[0]!) ? Array(s[0]).fill(null) : null }];
@@ -376,9 +401,20 @@ function reshape(c: Ctx): TypeShape[] {
   if (minus >= 0) {
     const total = x ? prod(x) : null;
     const rest = prod(out.filter((_, i) => i !== minus));
-    out[minus] = isNum(total) && isNum(rest) && rest !== 0 ? total / rest : null;
+    if (isNum(total) && isNum(rest) && rest !== 0) out[minus] = total / rest;
+    else if (x && out.filter((_, i) => i !== minus).every((d) => d === null || isNum(d) || x.includes(d))) {
+      // Symbolic: the -1 dim is what is left of x's dims after removing the others (e.g. [N, 384, 12, 16] -> [N, 384, -1]).
+      const rest2 = [...x];
+      let ok = true;
+      for (const d of out.filter((_, i) => i !== minus)) {
+        const j = rest2.indexOf(d);
+        if (j >= 0) rest2.splice(j, 1);
+        else ok = false;
+      }
+      out[minus] = ok ? prod(rest2) : null;
+    } else out[minus] = null;
   }
-  const k = c.const(0);
+  const k = c.partial(0);
   if (k && out.every(isNum)) c.fold(0, { ...k, dims: out as number[] });
   return [{ dataType: c.type(0), shape: out }];
 }
@@ -416,21 +452,21 @@ function slice(c: Ctx): TypeShape[] {
   const ax = (axes ?? starts.map((_, i) => i)).map((a) => normAxis(a, x.length));
   const out = [...x];
   ax.forEach((a, i) => (out[a] = sliceDim(x[a]!, starts![i]!, ends![i]!, steps?.[i] ?? 1)));
-  const k = c.const(0);
+  const k = c.partial(0);
   if (k && k.dims.length === 1 && ax.length === 1) {
     const d = k.dims[0]!;
     const step = steps?.[0] ?? 1;
-    const values: number[] = [];
+    const idx: number[] = [];
     if (step > 0) {
       const s = Math.min(Math.max(starts[0]! < 0 ? starts[0]! + d : starts[0]!, 0), d);
       const e = Math.min(Math.max(ends[0]! < 0 ? ends[0]! + d : ends[0]!, 0), d);
-      for (let i = s; i < e; i += step) values.push(k.values[i]!);
+      for (let i = s; i < e; i += step) idx.push(i);
     } else {
       const s = Math.min(Math.max(starts[0]! < 0 ? starts[0]! + d : starts[0]!, 0), d - 1);
       const e = Math.min(Math.max(ends[0]! < 0 ? ends[0]! + d : ends[0]!, -1), d - 1);
-      for (let i = s; i > e; i += step) values.push(k.values[i]!);
+      for (let i = s; i > e; i += step) idx.push(i);
     }
-    c.fold(0, { dataType: k.dataType, dims: [values.length], values });
+    c.fold(0, pick(k, idx, [idx.length]));
   }
   return [{ dataType: c.type(0), shape: out }];
 }
@@ -449,8 +485,12 @@ function concat(c: Ctx): TypeShape[] {
     if (k === axis) out.push(prod(shapes.map((s) => s![k]!)) === null ? null : shapes.reduce((s, x) => (s as number) + (x![k] as number), 0));
     else out.push(shapes.map((s) => s![k]!).find(isNum) ?? shapes[0]![k]!);
   }
-  const ks = c.node.inputs.map((_, i) => c.const(i));
-  if (rank === 1 && ks.every((k) => k)) c.fold(0, { dataType, dims: [ks.reduce((s, k) => s + k!.values.length, 0)], values: ks.flatMap((k) => k!.values) });
+  const ks = c.node.inputs.map((_, i) => c.partial(i));
+  if (rank === 1 && ks.every((k) => k)) {
+    const f: Folded = { dataType, dims: [ks.reduce((s, k) => s + k!.values.length, 0)], values: ks.flatMap((k) => k!.values) };
+    if (ks.some((k) => k!.symbols)) f.symbols = ks.flatMap((k) => k!.symbols ?? k!.values.map(() => null));
+    c.fold(0, f);
+  }
   return [{ dataType, shape: out }];
 }
 
@@ -488,7 +528,7 @@ function squeeze(c: Ctx): TypeShape[] {
   const set = axes ? new Set(axes.map((a) => normAxis(a, x.length))) : new Set(x.map((d, i) => (d === 1 ? i : -1)));
   if (!axes && x.some((d) => !isNum(d))) return [{ dataType: c.type(0), shape: null }];
   const out = x.filter((_, i) => !set.has(i));
-  const k = c.const(0);
+  const k = c.partial(0);
   if (k) c.fold(0, { ...k, dims: out as number[] });
   return [{ dataType: c.type(0), shape: out }];
 }
@@ -502,7 +542,7 @@ function unsqueeze(c: Ctx): TypeShape[] {
   const out: Dim[] = [];
   let j = 0;
   for (let i = 0; i < rank; i++) out.push(set.has(i) ? 1 : x[j++]!);
-  const k = c.const(0);
+  const k = c.partial(0);
   if (k) c.fold(0, { ...k, dims: out as number[] });
   return [{ dataType: c.type(0), shape: out }];
 }
@@ -523,7 +563,18 @@ function resize(c: Ctx): TypeShape[] {
   if (c.op === 'Upsample') scales = c.opset >= 9 ? c.const(1)?.values : c.ints('scales');
   else if (c.opset < 11) scales = c.const(1)?.values;
   else {
-    if (c.has(3)) sizes = c.const(3)?.values;
+    if (c.has(3)) {
+      const f = c.partial(3);
+      if (f && !f.values.every(Number.isFinite)) {
+        // Partly known sizes (e.g. [N, C, 384, 512]): take what is known.
+        const ds = dimsOf(f);
+        const axes0 = (c.ints('axes') ?? x.map((_, i) => i)).map((a) => normAxis(a, x.length));
+        const out0 = [...x];
+        axes0.forEach((a, i) => (out0[a] = ds[i] ?? null));
+        return [{ dataType, shape: out0 }];
+      }
+      sizes = f?.values;
+    }
     if (c.has(2)) {
       const s = c.const(2);
       if (s && s.values.length > 0) scales = s.values;
@@ -572,11 +623,11 @@ function gather(c: Ctx): TypeShape[] {
   if (!x || !idx) return [{ dataType, shape: null }];
   const axis = normAxis(c.int('axis', 0), x.length);
   const out = [...x.slice(0, axis), ...idx, ...x.slice(axis + 1)];
-  const k = c.const(0);
+  const k = c.partial(0);
   const i = c.const(1);
   if (k && i && k.dims.length === 1) {
     const d = k.dims[0]!;
-    c.fold(0, { dataType: k.dataType, dims: [...i.dims], values: i.values.map((j) => k.values[j < 0 ? j + d : j]!) });
+    c.fold(0, pick(k, i.values.map((j) => (j < 0 ? j + d : j)), [...i.dims]));
   }
   return [{ dataType, shape: out }];
 }
@@ -589,7 +640,9 @@ function shapeOp(c: Ctx): TypeShape[] {
   const start = clampEnd(c.int('start', 0));
   const end = clampEnd(c.int('end', r));
   const dims = x.slice(start, Math.max(start, end));
-  if (dims.every(isNum)) c.fold(0, { dataType: DataType.INT64, dims: [dims.length], values: dims as number[] });
+  const f: Folded = { dataType: DataType.INT64, dims: [dims.length], values: dims.map((d) => (isNum(d) ? d : NaN)) };
+  if (!dims.every(isNum)) f.symbols = dims.map((d) => (typeof d === 'string' ? d : null));
+  c.fold(0, f);
   return [{ dataType: DataType.INT64, shape: [dims.length] }];
 }
 
@@ -614,6 +667,8 @@ function constantOfShape(c: Ctx): TypeShape[] {
   const s = c.const(0)?.values;
   const v = c.node.attributes.value;
   const dataType = v && v.type === 'tensor' ? v.value.dataType : DataType.FLOAT;
+  const p = c.partial(0);
+  if (!s && p) return [{ dataType, shape: dimsOf(p) }];
   if (!s) {
     const sh = c.shape(0);
     return [{ dataType, shape: sh && isNum(sh[0]!) ? Array(sh[0]).fill(null) : null }];
@@ -627,14 +682,51 @@ function constantOfShape(c: Ctx): TypeShape[] {
 
 function castOp(c: Ctx): TypeShape[] {
   const to = c.int('to', DataType.UNDEFINED) as DataType;
-  const k = c.const(0);
-  if (k) c.fold(0, { dataType: to, dims: k.dims, values: INT_TYPES.has(to) ? k.values.map(Math.trunc) : k.values });
+  const k = c.partial(0);
+  if (k) c.fold(0, { ...k, dataType: to, values: INT_TYPES.has(to) ? k.values.map(Math.trunc) : k.values });
   return [{ dataType: to, shape: c.shape(0) }];
 }
 
 function expand(c: Ctx): TypeShape[] {
-  const s = c.const(1)?.values;
-  return [{ dataType: c.type(0), shape: s ? broadcastShapes([c.shape(0), s]) : null }];
+  const p = c.partial(1);
+  if (!p) return [{ dataType: c.type(0), shape: null }];
+  const x = c.shape(0);
+  const s = dimsOf(p);
+  if (!x) return [{ dataType: c.type(0), shape: s.map(() => null) }];
+  // Expand broadcasts: a 1 in the target keeps the input's dim; a symbolic target dim against a 1 stays symbolic.
+  const rank = Math.max(x.length, s.length);
+  const out: Dim[] = [];
+  for (let k = 0; k < rank; k++) {
+    const a = x[x.length - rank + k] ?? 1;
+    const b = s[s.length - rank + k] ?? 1;
+    out.push(b === 1 ? a : a === 1 ? b : a === b ? a : isNum(a) && b === null ? a : null);
+  }
+  const k = c.partial(0);
+  if (k && out.every(isNum) && k.values.length === 1 && numel(out as number[]) <= FOLD_LIMIT) {
+    c.fold(0, { dataType: k.dataType, dims: out as number[], values: Array(numel(out as number[])).fill(k.values[0]) });
+  }
+  return [{ dataType: c.type(0), shape: out }];
+}
+
+function where(c: Ctx): TypeShape[] {
+  const [k, a, b] = [c.partial(0), c.partial(1), c.partial(2)];
+  if (k && a && b) {
+    // Fold Where(cond, a, b) on small vectors (torch's Where(Equal(shape, -1), 1, shape) in Expand targets).
+    const ab = foldBinary(a, b, (x, y) => x * 0 + y * 0, a.dataType);
+    if (ab) {
+      const sel = foldBinary(k, ab, (x) => x, DataType.BOOL);
+      const av = foldBinary(a, ab, (x) => x, a.dataType);
+      const bv = foldBinary(b, ab, (x) => x, b.dataType);
+      const shape = broadcastShapes([k.dims, a.dims, b.dims]) as number[] | null;
+      if (sel && av && bv && shape && numel(shape) === sel.values.length && sel.values.length === av.values.length) {
+        const values = sel.values.map((cond, i) => (Number.isNaN(cond) ? NaN : cond ? av.values[i]! : bv.values[i]!));
+        const f: Folded = { dataType: a.dataType, dims: shape, values };
+        if (a.symbols || b.symbols) f.symbols = sel.values.map((cond, i) => (cond ? a.symbols?.[i] : b.symbols?.[i]) ?? null);
+        c.fold(0, f);
+      }
+    }
+  }
+  return [{ dataType: c.type(1), shape: broadcastShapes([c.shape(0), c.shape(1), c.shape(2)]) }];
 }
 
 function layerNorm(c: Ctx): TypeShape[] {
@@ -706,7 +798,7 @@ function infer(c: Ctx): (TypeShape | undefined)[] {
     const r = same(c);
     if (op === 'IsNaN' || op === 'IsInf' || op === 'Not') r.dataType = DataType.BOOL;
     if (op === 'Identity') {
-      const k = c.const(0);
+      const k = c.partial(0);
       if (k) c.fold(0, k);
     }
     return [r];
@@ -737,7 +829,7 @@ function infer(c: Ctx): (TypeShape | undefined)[] {
     case 'Xor':
       return binary(c, DataType.BOOL);
     case 'Where':
-      return [{ dataType: c.type(1), shape: broadcastShapes([c.shape(0), c.shape(1), c.shape(2)]) }];
+      return where(c);
     case 'Conv':
     case 'ConvInteger':
     case 'QLinearConv':

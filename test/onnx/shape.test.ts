@@ -239,6 +239,25 @@ describe('shape inference matches onnxruntime’s actual output shapes', () => {
     assert.deepEqual(values[1], [2, 3, 8, 10]);
   });
 
+  it('folds shape arithmetic through a symbolic batch dim, as torch exports it (Expand via Where(Equal(shape, -1)))', async () => {
+    const b = new GraphBuilder('sym-fold');
+    const x = b.input('x', DataType.FLOAT, ['N', 4, 3, 5]);
+    const s = op(b, 'Shape', [x]);
+    const batch = op(b, 'Unsqueeze', [op(b, 'Gather', [s, i64(b, [0], [])]), i64(b, [0])]);
+    const flat = op(b, 'Reshape', [x, op(b, 'Concat', [batch, i64(b, [4, -1])], { axis: 0 })]);
+    const target = op(b, 'Concat', [batch, i64(b, [-1, -1])], { axis: 0 });
+    const fixed = op(b, 'Where', [op(b, 'Equal', [target, i64(b, [-1])]), op(b, 'ConstantOfShape', [i64(b, [3])], { value: int64Tensor([1], [1]) }), target]);
+    const cls = op(b, 'Expand', [b.constant(floatTensor([1, 1, 7], seeded(7))), fixed]);
+    const model = b.build({ opset: 17 });
+    const inferred = inferShapes(model);
+    assert.deepEqual(inferred.get(flat)!.shape, ['N', 4, 15]);
+    assert.deepEqual(inferred.get(cls)!.shape, ['N', 1, 7]);
+    model.graph.outputs = [flat, cls].map((v) => ({ name: v, dataType: DataType.FLOAT, shape: null }));
+    const out = await runModel(model, { x: new ort.Tensor('float32', seeded(2 * 60), [2, 4, 3, 5]) });
+    assert.deepEqual(out[flat]!.dims, [2, 4, 15]);
+    assert.deepEqual(out[cls]!.dims, [2, 1, 7]);
+  });
+
   it('keeps symbolic dims and never throws on unknown ops', () => {
     const b = new GraphBuilder('sym');
     const x = b.input('x', DataType.FLOAT, ['N', 3, 8, 8]);
