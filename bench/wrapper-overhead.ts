@@ -36,15 +36,25 @@ const warmup = Number(arg('--warmup', '3'));
 const outDir = arg('--out', join(packageRoot(), 'reports', 'runtime'))!;
 const tmp = mkdtempSync(join(tmpdir(), 'lf-overhead-'));
 
-async function timeIt(n: number, f: () => Promise<unknown>): Promise<{ median: number; p90: number }> {
-  for (let i = 0; i < warmup; i++) await f();
-  const t: number[] = [];
+type Timing = { median: number; p90: number };
+
+/**
+ * Time several functions interleaved (one run of each in turn, the order rotating), so that the load of
+ * a shared machine, which drifts over seconds, weighs on all of them alike and their ratio holds.
+ */
+async function interleaved(n: number, fns: Record<string, () => Promise<unknown>>): Promise<Record<string, Timing>> {
+  const names = Object.keys(fns);
+  for (let i = 0; i < warmup; i++) for (const k of names) await fns[k]!();
+  const t: Record<string, number[]> = Object.fromEntries(names.map((k) => [k, []]));
   for (let i = 0; i < n; i++) {
-    const s = process.hrtime.bigint();
-    await f();
-    t.push(Number(process.hrtime.bigint() - s) / 1e6);
+    for (let j = 0; j < names.length; j++) {
+      const k = names[(i + j) % names.length]!;
+      const s = process.hrtime.bigint();
+      await fns[k]!();
+      t[k]!.push(Number(process.hrtime.bigint() - s) / 1e6);
+    }
   }
-  return { median: percentile(t, 50), p90: percentile(t, 90) };
+  return Object.fromEntries(names.map((k) => [k, { median: percentile(t[k]!, 50), p90: percentile(t[k]!, 90) }]));
 }
 
 async function main(): Promise<void> {
@@ -72,36 +82,38 @@ async function main(): Promise<void> {
     { name: 'one 6000 x 4000 JPEG', files: [large], runs: Math.max(3, Math.floor(runs / 4)) },
   ];
 
-  const rawT = await timeIt(runs, () => raw.run(feeds));
   const rows: Record<string, unknown>[] = [];
   for (const c of cases) {
     let k = 0;
     const next = (): string => c.files[k++ % c.files.length]!;
     const nRuns = c.runs * c.files.length;
     const img0 = await decodeImage(c.files[0]!);
-    const full = await timeIt(nRuns, () => seg.segment(next()));
-    const toFile = await timeIt(nRuns, async () => {
-      const r = await seg.segment(next());
-      await writeMaskPng(join(tmp, 'mask.png'), { width: r.width, height: r.height, data: r.mask });
-    });
-    const decode = await timeIt(nRuns, () => decodeImage(next()));
-    const pre = await timeIt(nRuns, async () => toModelInput([img0], { ...seg.metadata, height: H, width: W }));
     const logits = await seg.runTensor(toModelInput([img0], { ...seg.metadata, height: H, width: W }), 1);
-    const post = await timeIt(nRuns, async () => {
-      const p = new Float32Array(logits.length);
-      for (let i = 0; i < p.length; i++) p[i] = 1 / (1 + Math.exp(-logits[i]!));
-      const up = resizeProbability(p, H, W, img0.height, img0.width);
-      const m = new Uint8Array(up.length);
-      for (let i = 0; i < m.length; i++) m[i] = up[i]! > 0.5 ? 1 : 0;
+    const t = await interleaved(nRuns, {
+      raw: () => raw.run(feeds),
+      full: () => seg.segment(next()),
+      toFile: async () => {
+        const r = await seg.segment(next());
+        await writeMaskPng(join(tmp, 'mask.png'), { width: r.width, height: r.height, data: r.mask });
+      },
+      decode: () => decodeImage(next()),
+      pre: async () => toModelInput([img0], { ...seg.metadata, height: H, width: W }),
+      post: async () => {
+        const p = new Float32Array(logits.length);
+        for (let i = 0; i < p.length; i++) p[i] = 1 / (1 + Math.exp(-logits[i]!));
+        const up = resizeProbability(p, H, W, img0.height, img0.width);
+        const m = new Uint8Array(up.length);
+        for (let i = 0; i < m.length; i++) m[i] = up[i]! > 0.5 ? 1 : 0;
+      },
     });
     const row = {
       images: c.name,
-      raw_run_ms: rawT,
-      full_path_ms: full,
-      full_path_with_png_ms: toFile,
-      overhead_ms: full.median - rawT.median,
-      full_over_raw: full.median / rawT.median,
-      parts_ms: { decode, preprocess: pre, postprocess: post },
+      raw_run_ms: t.raw!,
+      full_path_ms: t.full!,
+      full_path_with_png_ms: t.toFile!,
+      overhead_ms: t.full!.median - t.raw!.median,
+      full_over_raw: t.full!.median / t.raw!.median,
+      parts_ms: { decode: t.decode!, preprocess: t.pre!, postprocess: t.post! },
     };
     rows.push(row);
     console.log(JSON.stringify(row));
@@ -115,7 +127,7 @@ async function main(): Promise<void> {
   const md = [
     '# Inference wrapper overhead',
     '',
-    `Model: ${modelNote}; profile ${profile.name} (1 thread); input ${H} x ${W}. Median (p90) ms over ${runs} runs per image after ${warmup} warm-up runs (the large image: fewer runs).`,
+    `Model: ${modelNote}; profile ${profile.name} (1 thread); input ${H} x ${W}. Median (p90) ms over ${runs} runs per image after ${warmup} warm-up runs (the large image: fewer runs), all measurements of a row interleaved so that load drift hits them alike; resize + normalise and the post-processing are timed on the first image of the row.`,
     `Machine: ${report.machine.cpuModel}, ${report.machine.logicalCores} logical cores, shared with other work (absolute times are hints; the ratio is the figure). Node.js ${report.machine.node}, onnxruntime-node ${report.machine.onnxruntimeNode}, LesionFuse ${report.machine.sdk}.`,
     '',
     `Command: \`${command}\``,

@@ -14,6 +14,7 @@ import { IMAGE_EXTENSIONS, readMask } from './image.js';
 import { assertPaired, openDataset, type Split } from './dataset.js';
 import { METRIC_NAMES, bootstrapCI, imageMetrics, meanOf, type ImageMetrics, type MetricName } from './metrics.js';
 import { Segmenter, DEFAULT_PROFILE, type SegmenterOptions } from './segmenter.js';
+import { failureReason } from './segment.js';
 
 /** Boundary F tolerance used by evaluation, in pixels at the original resolution. */
 export const BOUNDARY_TOLERANCE_PX = 2;
@@ -173,7 +174,7 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalResult> {
         rows.push({ id: item.id, source: item.source, width: r.width, height: r.height, ...m, warnings: [...r.warnings, ...truth.warnings].join(' | ') });
       } catch (e) {
         if (!(e instanceof LesionFuseError)) throw e;
-        failures.push({ path: item.imagePath, reason: describeError(e) });
+        failures.push({ path: item.imagePath, reason: failureReason(e, item.imagePath) });
       }
       progress?.tick(1, item.id);
       opts.onProgress?.(k + 1, items.length, item.id);
@@ -261,7 +262,7 @@ export async function evaluatePredictions(opts: EvaluatePredictionsOptions): Pro
       rows.push({ id, source: guessSource(id), width: t.width, height: t.height, ...m, warnings: [...p.warnings, ...t.warnings].join(' | ') });
     } catch (e) {
       if (!(e instanceof LesionFuseError)) throw e;
-      failures.push({ path: pPath, reason: describeError(e) });
+      failures.push({ path: pPath, reason: failureReason(e, pPath) });
     }
   }
   for (const [id, p] of pred) if (!truth.has(id)) failures.push({ path: p, reason: `no truth mask for id ${id}` });

@@ -16,6 +16,12 @@ export interface Failure {
   reason: string;
 }
 
+/** The one-line reason for a failure of `path`, without repeating the path the error already names. */
+export function failureReason(e: unknown, path: string): string {
+  const m = describeError(e);
+  return m.startsWith(`${path}: `) ? m.slice(path.length + 2) : m;
+}
+
 function isImageName(name: string): boolean {
   return (IMAGE_EXTENSIONS as readonly string[]).includes(extname(name).toLowerCase());
 }
@@ -211,7 +217,7 @@ export async function segmentFiles(opts: SegmentFilesOptions): Promise<SegmentFi
           decoded.push(await decodeImage(f, { maxPixels: opts.maxPixels }));
         } catch (e) {
           if (!(e instanceof LesionFuseError)) throw e;
-          failures.push({ path: f, reason: describeError(e) });
+          failures.push({ path: f, reason: failureReason(e, f) });
           progress?.tick(1);
         }
       }
@@ -221,7 +227,7 @@ export async function segmentFiles(opts: SegmentFilesOptions): Promise<SegmentFi
         results = await seg.segmentBatch(decoded, { batchSize: decoded.length });
       } catch (e) {
         if (!(e instanceof LesionFuseError)) throw e;
-        for (const d of decoded) failures.push({ path: d.path ?? '?', reason: describeError(e) });
+        for (const d of decoded) failures.push({ path: d.path ?? '?', reason: failureReason(e, d.path ?? '') });
         progress?.tick(decoded.length);
         continue;
       }
@@ -250,7 +256,7 @@ export async function segmentFiles(opts: SegmentFilesOptions): Promise<SegmentFi
           }
           segmented.push(item);
         } catch (e) {
-          failures.push({ path: input, reason: `could not write outputs: ${describeError(e)}` });
+          failures.push({ path: input, reason: `could not write outputs: ${failureReason(e, input)}` });
         }
         progress?.tick(1);
       }

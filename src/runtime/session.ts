@@ -172,7 +172,7 @@ export class ProfileUnavailableError extends LesionFuseError {
     readonly profile: Profile,
     readonly reason: string,
   ) {
-    super(`profile ${profile.name} (${profile.executionProvider}) is not available here: ${reason}`, { subject: profile.name });
+    super(`profile ${profile.name} (${profile.executionProvider}) is not available here: ${reason}`);
     this.name = 'ProfileUnavailableError';
   }
 }
