@@ -6,7 +6,8 @@
  *     --model models/teacher/teacher.onnx=teacher --model models/student/student.onnx=student \
  *     [--data ../shared/data] [--calib-limit 32] [--test-limit 64] [--runs 30] [--out reports/quantize]
  *
- * For each model: BatchNorm folded once (both quantizers get that float model); calibration images
+ * For each model: the float model is rewritten once (remove-identity, fold-constants, remove-dead,
+ * fold-batchnorm) and both quantizers get that model; calibration images
  * from the train split, preprocessed once and written as raw float32 for the peer; variants:
  * fp32, LesionFuse default, LesionFuse S8S8 (auto 7-bit), LesionFuse S8S8 8-bit (the peer's exact
  * settings), LesionFuse uint8 per-tensor weights (the trap), LesionFuse with dynamic MatMuls (when the
@@ -21,9 +22,8 @@ import { mkdirSync, statSync, writeFileSync, existsSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { cpus, totalmem } from 'node:os';
 import { readModel, writeModel, encodeModel } from '../src/onnx/io.js';
-import { cloneModel } from '../src/onnx/graph.js';
 import type { Model } from '../src/onnx/ir.js';
-import { foldBatchNormIntoConv } from '../src/export/batchnorm.js';
+import { rewrite } from '../src/export/rewrite.js';
 import { planQuantization, insertQdq, type QdqOptions } from '../src/quantize/qdq.js';
 import { quantizeDynamicMatMuls } from '../src/quantize/dynamic.js';
 import { collectRanges, createCalibrator, type CalibrationBatch } from '../src/quantize/calibrate.js';
@@ -89,8 +89,11 @@ async function benchModel(a: Args, spec: { path: string; name: string }) {
   const work = resolve(a.work, spec.name);
   mkdirSync(work, { recursive: true });
   const original = await readModel(spec.path);
-  const fp32 = cloneModel(original);
-  const folded = foldBatchNormIntoConv(fp32).folded;
+  // the rewrite stage first, as the pipeline runs it: without it the peer cannot see weights that an
+  // exporter routed through Identity (or stored as float16 behind a Cast) and leaves those layers float
+  const rw = await rewrite(original, ['remove-identity', 'fold-constants', 'remove-dead', 'fold-batchnorm']);
+  const fp32 = rw.model;
+  const folded = rw.changes.filter((c) => c.pass === 'fold-batchnorm' && c.kind === 'folded').reduce((n, c) => n + (c.count ?? c.nodes?.length ?? 1), 0);
   const fp32Path = join(work, 'fp32.onnx');
   await writeModel(fp32, fp32Path);
   const io = modelIO(fp32);
