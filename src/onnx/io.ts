@@ -14,6 +14,7 @@
  */
 import { promises as fs, openSync, readSync, closeSync, fstatSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, normalize, resolve, sep } from 'node:path';
+import { createHash } from 'node:crypto';
 import {
   DataType,
   type Attribute,
@@ -165,10 +166,18 @@ interface DecodeContext {
 
 const utf8 = new TextDecoder('utf-8');
 
+/**
+ * A string that changes whenever an IR value changes: decides whether a small
+ * sub-message can be written as its original bytes. Typed arrays are keyed by
+ * their exact bytes (hashed when large, so big Constant tensors stay cheap).
+ */
 function keyOf(x: unknown): string {
   return JSON.stringify(x, (_k, v) => {
     if (typeof v === 'bigint') return `${v}n`;
-    if (ArrayBuffer.isView(v)) return { t: v.constructor.name, v: Array.from(v as unknown as ArrayLike<number | bigint>, (e) => (typeof e === 'bigint' ? `${e}n` : Object.is(e, -0) ? '-0' : Number.isNaN(e) ? 'NaN' : e)) };
+    if (ArrayBuffer.isView(v)) {
+      const bytes = new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+      return { t: v.constructor.name, b: bytes.length > 256 ? createHash('sha1').update(bytes).digest('hex') : Buffer.from(bytes).toString('hex') };
+    }
     if (typeof v === 'number' && !Number.isFinite(v)) return String(v);
     return v;
   });
@@ -541,6 +550,14 @@ function readPacked(buf: Uint8Array, fs: RawField[] | undefined, fixed: 0 | 4 | 
 }
 
 function valuesFromTyped(buf: Uint8Array, dt: DataType, typed: Record<number, RawField[]>, count: number, what: string): TensorValues {
+  // Fast path: one packed float_data / double_data field is exactly the little-endian values.
+  const fixedNo = dt === DataType.FLOAT || dt === DataType.COMPLEX64 ? 4 : dt === DataType.DOUBLE || dt === DataType.COMPLEX128 ? 10 : 0;
+  const only = fixedNo ? typed[fixedNo] : undefined;
+  if (only && only.length === 1 && only[0]!.wt === WT_LEN) {
+    const bytes = fieldBytes(buf, only[0]!);
+    if (dt === DataType.COMPLEX64 || dt === DataType.COMPLEX128) return valuesFromBytes(DataType.UINT8, bytes, bytes.length, what);
+    return valuesFromBytes(dt, bytes, count, what);
+  }
   let out: TensorValues;
   switch (dt) {
     case DataType.FLOAT:

@@ -205,6 +205,24 @@ describe('fields the ONNX 1.10 schema does not know', () => {
   });
 });
 
+describe('external data left unloaded', () => {
+  it('round-trips the references unchanged, and refuses to write the data elsewhere without touching an existing file', async () => {
+    const model = await readModel(fixture('tiny_external.onnx'), { loadExternalData: false });
+    assert.equal(model.graph.initializers[0]!.values.length, 0);
+    assert.ok(sameBytes(encodeModel(model), readFileSync(fixture('tiny_external.onnx'))));
+    const { dir, cleanup } = tempDir();
+    try {
+      const out = join(dir, 'out.onnx');
+      writeFileSync(out, 'previous good output');
+      await assert.rejects(writeModel(model, out), /external data was not loaded/);
+      assert.equal(readFileSync(out, 'utf8'), 'previous good output');
+      assert.deepEqual(readdirSync(dir), ['out.onnx']);
+    } finally {
+      cleanup();
+    }
+  });
+});
+
 describe('bad model files are refused in one line naming the file', () => {
   const expectRefusal = async (path: string, pattern: RegExp) => {
     await assert.rejects(readModel(path), (err: unknown) => {
