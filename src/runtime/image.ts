@@ -39,7 +39,7 @@ export interface Mask {
  */
 export const DEFAULT_MAX_PIXELS = 100_000_000;
 
-export interface DecodeOptions {
+export interface ImageDecodeOptions {
   /** Refuse images whose header declares more pixels than this (default {@link DEFAULT_MAX_PIXELS}). */
   maxPixels?: number;
 }
@@ -116,7 +116,7 @@ function checkPixels(path: string, width: number, height: number, maxPixels: num
  * `forImage` applies the image conversions (flatten alpha, sRGB, 8-bit); otherwise the raw channels
  * are kept (masks are read through their palette colours, never raw indices).
  */
-async function decodeRaw(path: string, opts: DecodeOptions, forImage: boolean): Promise<RawPixels> {
+async function decodeRaw(path: string, opts: ImageDecodeOptions, forImage: boolean): Promise<RawPixels> {
   const maxPixels = opts.maxPixels ?? DEFAULT_MAX_PIXELS;
   if (!(maxPixels > 0)) throw new LesionFuseError(`maxPixels must be a positive number, got ${maxPixels}`, { subject: '--max-pixels' });
   const buf = await readInputFile(path);
@@ -203,12 +203,12 @@ function flattenOverWhite(rgba: Uint8Array, n: number): Uint8Array {
  * before decoding. Bad files (missing, directory, no permission, empty, truncated, corrupt, not an
  * image) throw a LesionFuseError naming the path.
  */
-export async function decodeImage(path: string, opts: DecodeOptions = {}): Promise<DecodedImage> {
+export async function decodeImage(path: string, opts: ImageDecodeOptions = {}): Promise<DecodedImage> {
   const raw = await decodeRaw(path, opts, true);
   return { width: raw.width, height: raw.height, data: raw.data as Uint8Array, warnings: raw.warnings, path };
 }
 
-export interface ReadMaskOptions extends DecodeOptions {
+export interface ReadMaskOptions extends ImageDecodeOptions {
   /** The size of the mask's image: a different size is refused by name unless `resize` is set. */
   expectSize?: { width: number; height: number };
   /** Resize (nearest neighbour) a mask whose size differs from `expectSize` instead of refusing it. */
