@@ -228,7 +228,7 @@ function sizeProblem(text: string, where: string): string | null {
   const h = Number(m[1]);
   const w = Number(m[2]);
   if (h % 32 !== 0 || w % 32 !== 0 || h === 0 || w === 0) {
-    return `${where}: H and W must be positive multiples of 32 (the students downsample 5 times), got ${h}x${w}; e.g. ${Math.max(32, Math.round(h / 32) * 32)}x${Math.max(32, Math.round(w / 32) * 32)}`;
+    return `${where}: H and W must be positive multiples of 32 (INPUTS.md: the models downsample by up to 32), got ${h}x${w}; e.g. ${Math.max(32, Math.round(h / 32) * 32)}x${Math.max(32, Math.round(w / 32) * 32)}`;
   }
   return null;
 }
@@ -266,92 +266,114 @@ export function candidateIds(cfg: PipelineConfigRaw): string[] {
  */
 export function validatePipelineConfig(value: unknown, source: string, baseDir: string): PipelineConfig {
   const r = PipelineSchema.safeParse(value);
-  if (!r.success) throw new PipelineConfigError(source, zodProblems(r.error));
+  const problems = r.success ? [] : zodProblems(r.error);
+  // The checks the schema cannot make (names, files, sizes) run even when the schema failed, on the raw
+  // value, so that one run lists every problem; where the schema already named a path, it is not repeated.
+  const named = new Set(problems.map((p) => p.split(':')[0]!));
+  const v = (r.success ? r.data : structuredClone(value)) as LooseConfig;
+  const { problems: more, teacherPath } = semanticProblems(v, baseDir);
+  for (const p of more) if (!named.has(p.split(':')[0]!)) problems.push(p);
+  if (problems.length || !r.success) throw new PipelineConfigError(source, problems);
   const cfg = r.data;
+  const outDir = cfg.out ? (isAbsolute(cfg.out) ? cfg.out : resolve(baseDir, cfg.out)) : resolve(baseDir, 'lesionfuse-out', cfg.name);
+  return { ...cfg, source, outDir, teacherPath };
+}
+
+/** A config that may not have passed the schema: every field is checked for its type before use. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type LooseConfig = Record<string, any>;
+
+const isObj = (x: unknown): x is LooseConfig => typeof x === 'object' && x !== null && !Array.isArray(x);
+const isStr = (x: unknown): x is string => typeof x === 'string';
+
+/** The checks beyond the schema. Resolves paths in `v` in place (relative to `baseDir`). */
+function semanticProblems(v: LooseConfig, baseDir: string): { problems: string[]; teacherPath: string | null } {
   const problems: string[] = [];
   let teacherPath: string | null = null;
-  if (cfg.teacher) {
-    const t = modelRefProblem(cfg.teacher.model, baseDir, 'teacher.model');
+  if (isObj(v.teacher) && isStr(v.teacher.model)) {
+    const t = modelRefProblem(v.teacher.model, baseDir, 'teacher.model');
     teacherPath = t.path;
     if (t.problem) problems.push(t.problem);
   }
-  cfg.students.forEach((s, i) => {
-    if ('model' in s) {
+  const students: LooseConfig[] = Array.isArray(v.students) ? v.students.filter(isObj) : [];
+  students.forEach((s, i) => {
+    if (isStr(s.model)) {
       const t = modelRefProblem(s.model, baseDir, `students[${i}].model`);
       if (t.problem) problems.push(t.problem);
       else s.model = t.path!;
-    } else {
+    } else if (isStr(s.name)) {
       if (!(STUDENT_NAMES as readonly string[]).includes(s.name)) {
         problems.push(`students[${i}].name: unknown student '${s.name}'; allowed: ${STUDENT_NAMES.join(', ')}`);
       }
-      if (!cfg.teacher && s.kd) problems.push(`students[${i}].kd: distillation needs a teacher (add teacher.model, or set kd: false)`);
+      if (!isObj(v.teacher) && s.kd !== false) problems.push(`students[${i}].kd: distillation needs a teacher (add teacher.model, or set kd: false)`);
     }
   });
-  const ids = studentIds(cfg.students);
-  const allBases = [...(cfg.teacher ? [cfg.teacher.id] : []), ...ids];
-  allBases.forEach((id, i) => {
-    if (allBases.indexOf(id) !== i) problems.push(`students: two models share the id '${id}'; give one an 'id'`);
-  });
-  if (allBases.length === 0) problems.push('teacher, students: name at least one model (teacher.model or students)');
-  if (cfg.inputSize) {
-    const p = sizeProblem(cfg.inputSize, 'inputSize');
+  const wellFormed = students.every((s) => isStr(s.model) || isStr(s.name));
+  if (wellFormed) {
+    const ids = studentIds(students as PipelineConfigRaw['students']);
+    const allBases = [...(isObj(v.teacher) ? [isStr(v.teacher.id) ? v.teacher.id : 'teacher'] : []), ...ids];
+    allBases.forEach((id, i) => {
+      if (allBases.indexOf(id) !== i) problems.push(`students: two models share the id '${id}'; give one an 'id'`);
+    });
+    if (allBases.length === 0) problems.push('teacher, students: name at least one model (teacher.model or students)');
+  }
+  if (isStr(v.inputSize)) {
+    const p = sizeProblem(v.inputSize, 'inputSize');
     if (p) problems.push(p);
   }
-  for (const [i, pass] of (cfg.rewrite?.passes ?? []).entries()) {
-    if (!(pass in PASSES)) problems.push(`rewrite.passes[${i}]: unknown pass '${pass}'; allowed: ${Object.keys(PASSES).join(', ')}`);
-  }
+  const passes: unknown[] = isObj(v.rewrite) && Array.isArray(v.rewrite.passes) ? v.rewrite.passes : [];
+  passes.forEach((pass, i) => {
+    if (isStr(pass) && !(pass in PASSES)) problems.push(`rewrite.passes[${i}]: unknown pass '${pass}'; allowed: ${Object.keys(PASSES).join(', ')}`);
+  });
   const shipped = listProfiles().map((p) => p.name);
-  cfg.profiles.forEach((p, i) => {
+  const profiles: unknown[] = Array.isArray(v.profiles) ? v.profiles : [];
+  profiles.forEach((p, i) => {
+    if (!isStr(p)) return;
     if (p.endsWith('.json')) {
       const abs = isAbsolute(p) ? p : resolve(baseDir, p);
       if (!existsSync(abs)) problems.push(`profiles[${i}]: missing file ${abs}`);
-      else cfg.profiles[i] = abs;
+      else profiles[i] = abs;
     } else if (!shipped.includes(p)) problems.push(`profiles[${i}]: unknown profile '${p}'; allowed: ${shipped.join(', ')} or a path to a .json profile`);
-    if (cfg.profiles.indexOf(cfg.profiles[i]!) !== i) problems.push(`profiles[${i}]: '${p}' is listed twice`);
+    if (profiles.indexOf(profiles[i]) !== i) problems.push(`profiles[${i}]: '${p}' is listed twice`);
   });
-  const profileNames = cfg.profiles.map((p) => p.replace(/^.*[\\/]/, '').replace(/\.json$/, ''));
-  if (cfg.select.profile && !cfg.profiles.includes(cfg.select.profile) && !profileNames.includes(cfg.select.profile)) {
-    problems.push(`select.profile: '${cfg.select.profile}' is not one of the run's profiles (${cfg.profiles.join(', ')})`);
+  const profileNames = profiles.filter(isStr).map((p) => p.replace(/^.*[\\/]/, '').replace(/\.json$/, ''));
+  const select = isObj(v.select) ? v.select : {};
+  if (isStr(select.profile) && !profiles.includes(select.profile) && !profileNames.includes(select.profile)) {
+    problems.push(`select.profile: '${select.profile}' is not one of the run's profiles (${profiles.join(', ')})`);
   }
-  if (cfg.package.profile && !cfg.profiles.includes(cfg.package.profile) && !profileNames.includes(cfg.package.profile) && !shipped.includes(cfg.package.profile)) {
-    problems.push(`package.profile: unknown profile '${cfg.package.profile}'; allowed: ${shipped.join(', ')}`);
+  const pkg = isObj(v.package) ? v.package : {};
+  if (isStr(pkg.profile) && !profiles.includes(pkg.profile) && !profileNames.includes(pkg.profile) && !shipped.includes(pkg.profile)) {
+    problems.push(`package.profile: unknown profile '${pkg.profile}'; allowed: ${shipped.join(', ')}`);
   }
-  if (cfg.select.rule === 'named') {
-    const all = candidateIds(cfg);
-    if (!cfg.select.candidate) problems.push(`select.candidate: required when select.rule is 'named'; allowed: ${all.join(', ')}`);
-    else if (!all.includes(cfg.select.candidate)) problems.push(`select.candidate: unknown candidate '${cfg.select.candidate}'; allowed: ${all.join(', ')}`);
-  } else if (cfg.select.candidate) {
-    problems.push(`select.candidate: only used when select.rule is 'named' (rule is '${cfg.select.rule}')`);
+  if (select.rule === 'named' && wellFormed) {
+    const all = candidateIds({ ...v, students, rewrite: isObj(v.rewrite) ? { passes: Array.isArray(v.rewrite.passes) ? v.rewrite.passes : [...DEFAULT_PASSES] } : undefined, quantize: isObj(v.quantize) ? { enabled: v.quantize.enabled !== false } : undefined, teacher: isObj(v.teacher) ? { id: isStr(v.teacher.id) ? v.teacher.id : 'teacher' } : undefined } as unknown as PipelineConfigRaw);
+    if (!isStr(select.candidate)) problems.push(`select.candidate: required when select.rule is 'named'; allowed: ${all.join(', ')}`);
+    else if (!all.includes(select.candidate)) problems.push(`select.candidate: unknown candidate '${select.candidate}'; allowed: ${all.join(', ')}`);
+  } else if (isStr(select.candidate) && select.rule !== 'named') {
+    problems.push(`select.candidate: only used when select.rule is 'named' (rule is '${select.rule ?? 'fastest-within'}')`);
   }
-  const ds = dataProblem(cfg.dataset.path, baseDir, 'dataset.path');
-  cfg.dataset.path = ds.path;
-  if (ds.problem) problems.push(ds.problem);
-  if (cfg.trainData) {
-    const t = dataProblem(cfg.trainData.path, baseDir, 'trainData.path');
-    cfg.trainData.path = t.path;
-    if (t.problem) problems.push(t.problem);
-  }
-  if (cfg.quantize) {
-    const c = dataProblem(cfg.quantize.calibration.path, baseDir, 'quantize.calibration.path');
-    cfg.quantize.calibration.path = c.path;
-    if (c.problem) problems.push(c.problem);
-    if (cfg.quantize.calibration.split && cfg.quantize.calibration.split !== 'train') {
+  const folder = (obj: unknown, where: string): void => {
+    if (!isObj(obj) || !isStr(obj.path)) return;
+    const d = dataProblem(obj.path, baseDir, where);
+    obj.path = d.path;
+    if (d.problem) problems.push(d.problem);
+  };
+  folder(v.dataset, 'dataset.path');
+  folder(v.trainData, 'trainData.path');
+  if (isObj(v.quantize)) {
+    folder(v.quantize.calibration, 'quantize.calibration.path');
+    folder(v.quantize.validation, 'quantize.validation.path');
+    const split = isObj(v.quantize.calibration) ? v.quantize.calibration.split : undefined;
+    if (isStr(split) && split !== 'train') {
       problems.push(`quantize.calibration.split: calibration always uses the train split of a dataset (or every image of a plain folder; never test, BENCHMARKS.md); allowed: train`);
     }
-    if (cfg.quantize.validation) {
-      const v = dataProblem(cfg.quantize.validation.path, baseDir, 'quantize.validation.path');
-      cfg.quantize.validation.path = v.path;
-      if (v.problem) problems.push(v.problem);
-    }
   }
-  if (cfg.package.sample) {
-    const p = isAbsolute(cfg.package.sample) ? cfg.package.sample : resolve(baseDir, cfg.package.sample);
+  if (isStr(pkg.sample)) {
+    const p = isAbsolute(pkg.sample) ? pkg.sample : resolve(baseDir, pkg.sample);
     if (!existsSync(p)) problems.push(`package.sample: missing file ${p}`);
-    cfg.package.sample = p;
+    pkg.sample = p;
   }
-  if (problems.length) throw new PipelineConfigError(source, problems);
-  const outDir = cfg.out ? (isAbsolute(cfg.out) ? cfg.out : resolve(baseDir, cfg.out)) : resolve(baseDir, 'lesionfuse-out', cfg.name);
-  return { ...cfg, source, outDir, teacherPath };
+  return { problems, teacherPath };
 }
 
 /** Read and validate a YAML (or JSON) config file. */

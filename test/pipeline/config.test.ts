@@ -72,6 +72,9 @@ test('all problems are listed at once, before any work', () => {
   withDir((dir) => {
     const p = problems(dir, { ...base(), teacher: { model: 'default:nope' }, students: [{ name: 'resnet' }], inputSize: '100x100', profiles: ['gpu-9000'], dataset: { path: 'nowhere' } });
     assert.equal(p.length, 5, p.join('\n'));
+    // Schema errors (a wrong type, a wrong option value) do not hide the other checks.
+    const q = problems(dir, { ...base(), benchmark: { runs: 'many' }, quantize: { calibrator: 'avg', calibration: { path: 'nowhere' } }, students: [{ name: 'resnet' }] });
+    assert.deepEqual(q.map((x) => x.split(':')[0]).sort(), ['benchmark.runs', 'quantize.calibration.path', 'quantize.calibrator', 'students[0].name']);
   });
 });
 

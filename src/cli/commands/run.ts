@@ -7,6 +7,7 @@ import { resolve } from 'node:path';
 import { loadPipelineConfig, PipelineConfigError } from '../../pipeline/config.js';
 import { runPipeline, type PipelineResult } from '../../pipeline/run.js';
 import { log } from '../../util/log.js';
+import { LesionFuseError } from '../../util/errors.js';
 
 interface Args {
   config: string;
@@ -46,8 +47,9 @@ export const command: CommandModule<object, Args> = {
     try {
       cfg = loadPipelineConfig(a.config);
     } catch (err) {
-      if (err instanceof PipelineConfigError) for (const p of err.problems) log.error(`${a.config}: ${p}`);
-      throw err;
+      if (!(err instanceof PipelineConfigError)) throw err;
+      for (const p of err.problems) log.error(`${a.config}: ${p}`);
+      throw new LesionFuseError(`${err.problems.length} problem${err.problems.length === 1 ? '' : 's'} in the pipeline config (listed above); nothing was run`, { subject: a.config });
     }
     if (a.out) cfg.outDir = resolve(a.out);
     const r = await runPipeline(cfg, { command: `lesionfuse ${process.argv.slice(2).join(' ')}` });
