@@ -35,6 +35,8 @@ export interface DatasetItem {
 export interface DatasetProblem {
   path: string;
   reason: string;
+  /** The split of the row, when the layout says (problems of other splits are dropped when a split is chosen). */
+  split?: Split;
 }
 
 export interface Dataset {
@@ -203,22 +205,22 @@ async function openManifest(root: string, problems: DatasetProblem[]): Promise<D
     ids.add(id);
     const imagePath = join(root, imageRel);
     const maskPath = join(root, maskRel);
-    const [hasImage, hasMask] = await Promise.all([exists(imagePath), exists(maskPath)]);
-    if (!hasImage && !hasMask) {
-      problems.push({ path: imagePath, reason: 'listed in MANIFEST.csv but neither image nor mask exists' });
-      continue;
-    }
-    if (!hasMask) {
-      problems.push({ path: imagePath, reason: `image without mask (${maskRel} is missing)` });
-      continue;
-    }
-    if (!hasImage) {
-      problems.push({ path: maskPath, reason: `mask without image (${imageRel} is missing)` });
-      continue;
-    }
     const fromSplits = splits?.get(imageRel.replace(/\\/g, '/'));
     const declared = (f[cp] ?? '').trim();
     const split = (fromSplits ?? (SPLITS.includes(declared as Split) ? declared : 'all')) as Split;
+    const [hasImage, hasMask] = await Promise.all([exists(imagePath), exists(maskPath)]);
+    if (!hasImage && !hasMask) {
+      problems.push({ path: imagePath, reason: 'listed in MANIFEST.csv but neither image nor mask exists', split });
+      continue;
+    }
+    if (!hasMask) {
+      problems.push({ path: imagePath, reason: `image without mask (${maskRel} is missing)`, split });
+      continue;
+    }
+    if (!hasImage) {
+      problems.push({ path: maskPath, reason: `mask without image (${imageRel} is missing)`, split });
+      continue;
+    }
     items.push({ id, imagePath, maskPath, source: f[cs] || 'unknown', split });
   }
   return items;
@@ -310,7 +312,11 @@ export async function openDataset(dir: string, opts: OpenDatasetOptions = {}): P
   if (split !== 'all' && !hasSplits) {
     throw new LesionFuseError(`this ${layout} folder has no train/val/test split (no MANIFEST.csv or splits/*.txt); use --split all`, { subject: dir });
   }
-  if (split !== 'all') items = items.filter((i) => i.split === split);
+  let kept = problems;
+  if (split !== 'all') {
+    items = items.filter((i) => i.split === split);
+    kept = problems.filter((p) => p.split === undefined || p.split === split);
+  }
   if (opts.sources && opts.sources.length > 0) {
     const known = new Set(items.map((i) => i.source));
     const unknown = opts.sources.filter((s) => !known.has(s));
@@ -320,7 +326,7 @@ export async function openDataset(dir: string, opts: OpenDatasetOptions = {}): P
     items = items.filter((i) => opts.sources!.includes(i.source));
   }
   items.sort((a, b) => (a.source === b.source ? a.id.localeCompare(b.id) : a.source.localeCompare(b.source)));
-  return { root, layout, items, problems };
+  return { root, layout, items, problems: kept };
 }
 
 /**

@@ -112,6 +112,10 @@ test('manifest rows whose files are missing are problems', async () => {
   assert.deepEqual(ds.items.map((i) => i.id), ['A']);
   assert.equal(ds.problems.length, 1);
   assert.match(ds.problems[0]!.reason, /image without mask/);
+  // a missing file of another split does not stop work on this one
+  writeFileSync(join(d, 'MANIFEST.csv'), 'id,source,split,image,mask\nA,src1,test,src1/images/A.jpg,src1/masks/A_segmentation.png\nB,src1,train,src1/images/B.jpg,src1/masks/B_segmentation.png\n');
+  assert.deepEqual((await openDataset(d, { split: 'test' })).problems, []);
+  assert.equal((await openDataset(d, { split: 'train' })).problems.length, 1);
 });
 
 test('CSV quoting', () => {
