@@ -51,6 +51,11 @@ export interface QuantizeOptions {
   gate?: number;
   /** 'auto' (default): per-layer sensitivity only when the gate fails; 'always'; 'off'. */
   sensitivity?: 'auto' | 'always' | 'off';
+  /**
+   * Val images used by each per-layer probe (default 8, the first of the val sample): a probe per layer
+   * times these images is the cost of sensitivity, so it is kept smaller than the gate's sample.
+   */
+  sensitivityImages?: number;
   /** Layers the automatic exclusion may keep in float at most (default 24). */
   maxAutoExcluded?: number;
   /**
@@ -354,7 +359,9 @@ export async function quantize(input: Model, opts: QuantizeOptions): Promise<Qua
     diceQ = await diceAtModelResolution(current.model, io, val, threads);
     log.info(`val Dice (${val.images} images at ${io.height}x${io.width}): float ${diceFloat.toFixed(4)}, INT8 ${diceQ.toFixed(4)}`);
     if (sensMode === 'always' || (sensMode === 'auto' && diceFloat - diceQ > gate)) {
-      sensitivity = await layerSensitivity(model, plan, cal.ranges, qdq, io, val, diceFloat, threads, opts.progress !== false);
+      const probeSet = subset(val, opts.sensitivityImages ?? 8);
+      const probeFloat = probeSet === val ? diceFloat : await diceAtModelResolution(model, io, probeSet, threads);
+      sensitivity = await layerSensitivity(model, plan, cal.ranges, qdq, io, probeSet, probeFloat, threads, opts.progress !== false);
       if (diceFloat - diceQ > gate) {
         const r = await excludeUntilWithinGate(model, sensitivity, cal.ranges, qdq, io, val, diceFloat, gate, opts.maxAutoExcluded ?? 24, threads);
         if (r) {
@@ -406,6 +413,19 @@ export async function quantize(input: Model, opts: QuantizeOptions): Promise<Qua
     seconds: (performance.now() - t0) / 1000,
     versions: { lesionfuse: VERSION, node: process.version, onnxruntime: ort.env.versions?.common ?? 'unknown' },
   };
+}
+
+/** The first `n` images of a set (whole batches), for cheaper probes. */
+function subset(set: MaskedImageSet, n: number): MaskedImageSet {
+  if (set.images <= n) return set;
+  const batches: MaskedImageSet['batches'] = [];
+  let count = 0;
+  for (const b of set.batches) {
+    if (count >= n) break;
+    batches.push(b);
+    count += b.n;
+  }
+  return { source: set.source, batches, images: count };
 }
 
 /** Layers whose Dice cost is measured one by one: the ones that do INT8 work or set a range. */

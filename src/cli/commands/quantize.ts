@@ -23,6 +23,7 @@ interface Args {
   exclude?: string;
   sensitivity: boolean;
   'sensitivity-always': boolean;
+  'sensitivity-images': number;
   'dynamic-matmul': boolean;
   preset: string;
   'calib-limit': number;
@@ -78,6 +79,7 @@ export const command: CommandModule<object, Args> = {
       .option('exclude', { type: 'string', describe: 'comma-separated node names kept in float' })
       .option('sensitivity', { type: 'boolean', default: true, describe: 'per-layer sensitivity and automatic exclusion when the gate fails (--no-sensitivity to skip)' })
       .option('sensitivity-always', { type: 'boolean', default: false, describe: 'measure per-layer sensitivity even when the gate passes' })
+      .option('sensitivity-images', { type: 'number', default: 8, describe: 'val images per per-layer sensitivity probe' })
       .option('dynamic-matmul', { type: 'boolean', default: false, describe: 'MatMuls with a constant weight in dynamic INT8' })
       .option('preset', { type: 'string', default: 'vit-safe', describe: "vit-safe (keep a transformer's residual/bias Adds in float) or all" })
       .option('input-size', { type: 'string', describe: 'HxW, when the model has a symbolic size and no metadata' })
@@ -93,7 +95,7 @@ export const command: CommandModule<object, Args> = {
     const preset = oneOf(a.preset, ['vit-safe', 'all'] as const, '--preset');
     const rr = oneOf(a['reduce-range'], ['auto', 'on', 'off'] as const, '--reduce-range');
     if (!(a.gate >= 0 && a.gate < 1)) throw new LesionFuseError(`must be a Dice drop in [0, 1), got ${a.gate}`, { subject: '--gate' });
-    for (const [k, v] of [['--calib-limit', a['calib-limit']], ['--val-limit', a['val-limit']]] as const) {
+    for (const [k, v] of [['--calib-limit', a['calib-limit']], ['--val-limit', a['val-limit']], ['--sensitivity-images', a['sensitivity-images']]] as const) {
       if (!Number.isInteger(v) || v < 1) throw new LesionFuseError(`must be a positive integer, got ${v}`, { subject: k });
     }
     let inputSize: { height: number; width: number } | undefined;
@@ -112,6 +114,7 @@ export const command: CommandModule<object, Args> = {
       valLimit: a['val-limit'],
       gate: a.gate,
       sensitivity: !a.sensitivity ? 'off' : a['sensitivity-always'] ? 'always' : 'auto',
+      sensitivityImages: a['sensitivity-images'],
       activations,
       weights,
       perChannel: a['per-channel'],
