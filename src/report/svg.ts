@@ -156,9 +156,14 @@ export function renderTradeoffSvg(points: readonly PlotPoint[], opts: PlotOption
     const pts = front.map((p) => `${xs(p.latencyMs).toFixed(1)},${ys(p.dice).toFixed(1)}`).join(' ');
     out.push(`<polyline class="pareto-front" points="${pts}"/>`);
   }
-  // Error bars, points, labels. Labels alternate above/below to limit overlaps of close points.
+  // Error bars, points, labels. Labels are placed greedily (fastest point first) at the first of a few
+  // positions around the point whose box overlaps no label or point already drawn: close points (e.g. a
+  // model and its rewritten twin) stay readable.
   const order = [...usable].sort((a, b) => a.latencyMs - b.latencyMs);
-  order.forEach((p, i) => {
+  type Box = { x0: number; y0: number; x1: number; y1: number };
+  const boxes: Box[] = order.map((p) => ({ x0: xs(p.latencyMs) - 6, y0: ys(p.dice) - 6, x1: xs(p.latencyMs) + 6, y1: ys(p.dice) + 6 }));
+  const overlaps = (a: Box, b: Box) => a.x0 < b.x1 && b.x0 < a.x1 && a.y0 < b.y1 && b.y0 < a.y1;
+  order.forEach((p) => {
     const x = xs(p.latencyMs);
     const y = ys(p.dice);
     const onFront = frontIds.has(p.id);
@@ -172,8 +177,17 @@ export function renderTradeoffSvg(points: readonly PlotPoint[], opts: PlotOption
     }
     out.push(`<circle class="point${onFront ? ' pareto' : ''}" cx="${x.toFixed(1)}" cy="${y.toFixed(1)}" r="5">` +
       `<title>${xmlEscape(`${p.label}: ${p.latencyMs.toPrecision(3)} ms, Dice ${p.dice.toFixed(3)}${onFront ? ' (Pareto front)' : ''}`)}</title></circle>`);
-    const dy = i % 2 === 0 ? -9 : 17;
-    out.push(`<text class="lbl" x="${(x + 8).toFixed(1)}" y="${(y + dy).toFixed(1)}">${xmlEscape(p.label)}</text>`);
+    const w = p.label.length * 6.6;
+    const spots: { dx: number; dy: number; anchor: 'start' | 'end' }[] = [];
+    for (const dy of [-9, 17, -23, 31, -37, 45]) spots.push({ dx: 8, dy, anchor: 'start' }, { dx: -8, dy, anchor: 'end' });
+    const boxOf = (s: (typeof spots)[number]): Box => {
+      const bx0 = s.anchor === 'start' ? x + s.dx : x + s.dx - w;
+      return { x0: bx0, y0: y + s.dy - 11, x1: bx0 + w, y1: y + s.dy + 3 };
+    };
+    const inside = (b: Box) => b.x0 >= m.left && b.x1 <= W - 4 && b.y0 >= m.top - 4 && b.y1 <= m.top + ph;
+    const spot = spots.find((s) => inside(boxOf(s)) && !boxes.some((b) => overlaps(b, boxOf(s)))) ?? spots.find((s) => inside(boxOf(s))) ?? spots[0]!;
+    boxes.push(boxOf(spot));
+    out.push(`<text class="lbl" x="${(x + spot.dx).toFixed(1)}" y="${(y + spot.dy).toFixed(1)}"${spot.anchor === 'end' ? ' text-anchor="end"' : ''}>${xmlEscape(p.label)}</text>`);
     out.push('</g>');
   });
 
