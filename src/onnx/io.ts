@@ -953,6 +953,8 @@ function encodeValueInfoTo(w: WireWriter, v: ValueInfo): void {
         w.raw(p.type.raw);
         return;
       }
+      // Nothing known about the value: no type at all (an elem_type of 0 is invalid to readers).
+      if (v.dataType === DataType.UNDEFINED && v.shape === null) return;
       w.message(2, (tw) =>
         tw.message(1, (ew) => {
           ew.tag(1, WT_VARINT).varint(v.dataType);
