@@ -4,7 +4,7 @@
  * A stage this version of the SDK lacks throws {@link StageUnavailable}: the step is reported as failed
  * with that reason, and nothing is faked.
  */
-import { promises as fs } from 'node:fs';
+import { promises as fs, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { LesionFuseError } from '../util/errors.js';
 import { readModel } from '../onnx/io.js';
@@ -42,6 +42,9 @@ export async function modelFacts(path: string): Promise<{ fileSizeBytes: number;
 /** Distil one zoo student into `<dir>/...`; returns the student's path and a summary. */
 export async function distillStage(cfg: PipelineConfig, s: DistilledStudentConfig, dir: string): Promise<{ files: string[]; result: { studentPath: string; summary: string } }> {
   const size = cfg.inputSize ? cfg.inputSize.split('x').map(Number) : null;
+  // A re-run (changed settings or inputs) starts afresh: the engine refuses to overwrite a previous
+  // checkpoint. The soft-label cache is kept: it is keyed by the teacher's and images' hashes.
+  for (const e of await fs.readdir(dir)) if (e !== 'cache') await fs.rm(join(dir, e), { recursive: true, force: true });
   const r = await distill({
     teacher: s.kd ? cfg.teacherPath ?? undefined : undefined,
     student: s.name,
@@ -60,6 +63,9 @@ export async function distillStage(cfg: PipelineConfig, s: DistilledStudentConfi
     seed: s.seed,
     inputSize: size ? { height: size[0]!, width: size[1]! } : undefined,
   });
+  if (!existsSync(r.studentPath)) {
+    throw new LesionFuseError(`distillation ended after ${r.steps} steps without writing a student (no epoch completed within the budget? raise maxSteps or lower batch)`, { subject: s.name });
+  }
   const files = [r.studentPath];
   const summary = `distil ${r.student} (width ${r.width}, depth ${r.depth}, ${r.paramCount} parameters) ${s.kd ? 'from the teacher' : 'on the masks alone (no KD)'}: ` +
     `${r.steps} steps on ${r.trainImages} training images, best val Dice ${r.bestValDice.toFixed(4)} (epoch ${r.bestEpoch}, at the model resolution)`;
