@@ -745,6 +745,7 @@ type ExternalPlan = Map<Initializer, ExternalDataRef | null>;
 
 interface EncodeContext {
   plan?: ExternalPlan;
+  storage?: TensorStorage;
 }
 
 /**
@@ -848,7 +849,7 @@ function encodeGraphTo(w: WireWriter, g: Graph, ctx: EncodeContext, topLevel: bo
         str(w, 2, g.name, present);
         break;
       case 5:
-        for (const t of g.initializers) w.message(5, (tw) => encodeTensorTo(tw, t, topLevel ? ctx.plan?.get(t) : undefined));
+        for (const t of g.initializers) w.message(5, (tw) => encodeTensorTo(tw, t, topLevel ? ctx.plan?.get(t) : undefined, ctx.storage));
         break;
       case 10:
         str(w, 10, g.docString, present);
@@ -927,7 +928,7 @@ function encodeAttributeField(w: WireWriter, name: string, a: Attribute, snap: S
         aw.stringField(4, a.value);
         break;
       case 'tensor':
-        aw.message(5, (tw) => encodeTensorTo(tw, a.value, undefined));
+        aw.message(5, (tw) => encodeTensorTo(tw, a.value, undefined, ctx.storage));
         break;
       case 'floats':
         for (const x of a.value) aw.tag(7, WT_I32).float32(x);
@@ -979,10 +980,10 @@ function bytesOf(v: TensorValues): Uint8Array {
   return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
 }
 
-function encodeTensorTo(w: WireWriter, t: TensorData & Partial<Initializer>, planned: ExternalDataRef | null | undefined): void {
+function encodeTensorTo(w: WireWriter, t: TensorData & Partial<Initializer>, planned: ExternalDataRef | null | undefined, force: TensorStorage | undefined): void {
   const p = t.preserved as TensorPreserved | undefined;
   const ext = planned === undefined ? t.external : planned ?? undefined;
-  const storage = ext ? 'external' : p?.storage ?? 'raw';
+  const storage = ext ? 'external' : force && force !== 'keep' ? force : p?.storage ?? 'raw';
   const what = `tensor '${t.name ?? ''}'`;
   if (storage !== 'external' && t.external && t.values.length === 0 && numel(t.dims) > 0) {
     throw new LesionFuseError(`${what}: its external data was not loaded; read the model with loadExternalData: true to write it elsewhere`);
@@ -1096,15 +1097,28 @@ function concatChunks(chunks: Uint8Array[]): Uint8Array {
 }
 
 /**
+ * Where tensor values go in a TensorProto: 'keep' = where they were read from
+ * (raw_data for tensors the SDK made), 'raw' = raw_data (what numpy_helper and
+ * torch write; compact), 'typed' = the typed repeated fields (float_data,
+ * int32_data, int64_data..., what onnx.helper.make_tensor writes by default).
+ */
+export type TensorStorage = 'keep' | 'raw' | 'typed';
+
+export interface EncodeOptions {
+  /** Default 'keep'. Applies to initializers and to tensor attributes that changed. */
+  tensorStorage?: TensorStorage;
+}
+
+/**
  * Encode a model as ModelProto bytes. Initializers with `external` set are
  * written as references (their bytes are not included): use `writeModel` to
  * write the data file too.
  */
-export function encodeModel(model: Model): Uint8Array {
-  return concatChunks(encodeWith(model, {}, `model '${model.graph?.name ?? ''}'`));
+export function encodeModel(model: Model, opts: EncodeOptions = {}): Uint8Array {
+  return concatChunks(encodeWith(model, { storage: opts.tensorStorage }, `model '${model.graph?.name ?? ''}'`));
 }
 
-export interface WriteOptions {
+export interface WriteOptions extends EncodeOptions {
   /**
    * Keep large initializers in a separate data file next to the model:
    * `true` = `<model file name>.data`, tensors of at least 1024 bytes;
@@ -1158,7 +1172,7 @@ export async function writeModel(model: Model, path: string, opts: WriteOptions 
     }
     dataFile = { path: join(dirname(path), location), chunks };
   }
-  const modelChunks = encodeWith(model, { plan }, path);
+  const modelChunks = encodeWith(model, { plan, storage: opts.tensorStorage }, path);
   if (dataFile && dataFile.chunks.length > 0) await writeFileAtomic(dataFile.path, concatChunks(dataFile.chunks));
   await writeFileAtomic(path, concatChunks(modelChunks));
 }
