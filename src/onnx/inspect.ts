@@ -4,7 +4,7 @@
  * `lesionfuse inspect`, the benchmark reports and edge-bundle manifests.
  */
 import { DataType, defaultOpset, type Dim, type Graph, type Model, type OpsetImport } from './ir.js';
-import { consumerMap, producerMap, initializerMap } from './graph.js';
+import { consumerMap, initializerMap } from './graph.js';
 import { inferGraphShapes } from './shape.js';
 import { dataTypeName, numel, byteLengthOf } from './tensor.js';
 import { readSegmentationMetadata } from './metadata.js';
@@ -114,7 +114,6 @@ export function inspectModel(model: Model, opts: InspectOptions = {}): ModelSumm
   const inits = initializerMap(g);
   const initNames = new Set(inits.keys());
   const consumers = consumerMap(g);
-  const producers = producerMap(g);
 
   const opHistogram: Record<string, number> = {};
   for (const n of g.nodes) opHistogram[opKey(n)] = (opHistogram[opKey(n)] ?? 0) + 1;
@@ -203,7 +202,6 @@ export function inspectModel(model: Model, opts: InspectOptions = {}): ModelSumm
     else macsByOp[n.opType] = (macsByOp[n.opType] ?? 0) + macs;
   }
   const total = Object.values(macsByOp).reduce((s, x) => s + x, 0);
-  void producers;
 
   const summary: ModelSummary = {
     graphName: g.name,

@@ -540,13 +540,13 @@ function decodeTensor(buf: Uint8Array, start: number, end: number, ctx: DecodeCo
   return t;
 }
 
-function readPacked(buf: Uint8Array, fs: RawField[] | undefined, fixed: 0 | 4 | 8, each: (r: WireReader) => void): void {
+/** Read a repeated scalar field written packed or not (both are valid protobuf), calling `each` per element. */
+function readPacked(buf: Uint8Array, fs: RawField[] | undefined, each: (r: WireReader) => void): void {
   for (const f of fs ?? []) {
     const r = new WireReader(buf, f.vstart, f.end);
     if (f.wt === WT_LEN) while (r.pos < r.end) each(r);
     else each(r);
   }
-  void fixed;
 }
 
 function valuesFromTyped(buf: Uint8Array, dt: DataType, typed: Record<number, RawField[]>, count: number, what: string): TensorValues {
@@ -563,7 +563,7 @@ function valuesFromTyped(buf: Uint8Array, dt: DataType, typed: Record<number, Ra
     case DataType.FLOAT:
     case DataType.COMPLEX64: {
       const vals: number[] = [];
-      readPacked(buf, typed[4], 4, (r) => vals.push(r.float32()));
+      readPacked(buf, typed[4], (r) => vals.push(r.float32()));
       const f = Float32Array.from(vals);
       out = dt === DataType.FLOAT ? f : new Uint8Array(f.buffer);
       break;
@@ -571,26 +571,26 @@ function valuesFromTyped(buf: Uint8Array, dt: DataType, typed: Record<number, Ra
     case DataType.DOUBLE:
     case DataType.COMPLEX128: {
       const vals: number[] = [];
-      readPacked(buf, typed[10], 8, (r) => vals.push(r.float64()));
+      readPacked(buf, typed[10], (r) => vals.push(r.float64()));
       const f = Float64Array.from(vals);
       out = dt === DataType.DOUBLE ? f : new Uint8Array(f.buffer);
       break;
     }
     case DataType.INT64: {
       const vals: bigint[] = [];
-      readPacked(buf, typed[7], 0, (r) => vals.push(r.int64Big()));
+      readPacked(buf, typed[7], (r) => vals.push(r.int64Big()));
       out = BigInt64Array.from(vals);
       break;
     }
     case DataType.UINT64: {
       const vals: bigint[] = [];
-      readPacked(buf, typed[11], 0, (r) => vals.push(r.uint64Big()));
+      readPacked(buf, typed[11], (r) => vals.push(r.uint64Big()));
       out = BigUint64Array.from(vals);
       break;
     }
     case DataType.UINT32: {
       const vals: number[] = [];
-      readPacked(buf, typed[11], 0, (r) => vals.push(r.uint()));
+      readPacked(buf, typed[11], (r) => vals.push(r.uint()));
       out = Uint32Array.from(vals);
       break;
     }
@@ -600,7 +600,7 @@ function valuesFromTyped(buf: Uint8Array, dt: DataType, typed: Record<number, Ra
     default: {
       // int32_data carries INT32, INT16/UINT16, INT8/UINT8, BOOL, FLOAT16/BFLOAT16 (bit patterns), float8 and packed 4-bit bytes.
       const vals: number[] = [];
-      readPacked(buf, typed[5], 0, (r) => vals.push(r.int32()));
+      readPacked(buf, typed[5], (r) => vals.push(r.int32()));
       const Ctor = arrayTypeFor(dt) as unknown as { from(a: number[]): TensorValues };
       out = Ctor.from(vals);
     }

@@ -78,6 +78,26 @@ describe('float16', () => {
   });
 });
 
+describe('float16 -> float32 against onnxruntime', () => {
+  it('every bit pattern decodes to what onnxruntime’s Cast(float16 -> float) gives', async () => {
+    const n = 65536;
+    const bits = new Uint16Array(n).map((_, i) => i);
+    const b = new GraphBuilder('cast32');
+    const inp = b.input('x', DataType.FLOAT16, [n]);
+    b.output(b.op('Cast', [inp], { to: DataType.FLOAT }), 'y', { dataType: DataType.FLOAT, shape: [n] });
+    const out = await runModel(b.build(), { x: new ort.Tensor('float16', bits, [n]) });
+    const theirs = new Uint32Array((out['y']!.data as Float32Array).slice().buffer);
+    const ours = new Uint32Array(float16ToFloat32(bits).buffer);
+    let diff = 0;
+    for (let i = 0; i < n; i++) {
+      const nan = (i & 0x7c00) === 0x7c00 && (i & 0x3ff) !== 0;
+      // NaN payloads may differ between implementations; NaN-ness may not.
+      if (nan ? !Number.isNaN(new Float32Array(new Uint32Array([theirs[i]!]).buffer)[0]) : ours[i] !== theirs[i]) diff++;
+    }
+    assert.equal(diff, 0);
+  });
+});
+
 describe('bfloat16', () => {
   it('rounds to nearest even and converts back exactly', () => {
     assert.deepEqual(Array.from(float32ToBfloat16([1, -2, 1 + 2 ** -8, 1 + 3 * 2 ** -8])), [0x3f80, 0xc000, 0x3f80, 0x3f82]);
