@@ -179,6 +179,28 @@ function isEmpty(m: Uint8Array): boolean {
 }
 
 /**
+ * Both directed surface-distance sets of two non-empty masks: from each prediction boundary pixel to the
+ * truth's boundary, and from each truth boundary pixel to the prediction's (pixels). Shared by HD95 and
+ * boundary F so that an evaluation computes each distance transform once.
+ */
+export function surfaceDistances(pred: Uint8Array, truth: Uint8Array, width: number, height: number): { predToTruth: number[]; truthToPred: number[] } {
+  const pb = boundaryPixels(pred, width, height);
+  const tb = boundaryPixels(truth, width, height);
+  return { predToTruth: directedSurfaceDistances(pb, tb, width, height), truthToPred: directedSurfaceDistances(tb, pb, width, height) };
+}
+
+function hd95From(d: { predToTruth: number[]; truthToPred: number[] }): number {
+  return percentile(d.predToTruth.concat(d.truthToPred), 95);
+}
+
+function boundaryFFrom(d: { predToTruth: number[]; truthToPred: number[] }, tolerancePx: number): number {
+  const within = (x: number[]): number => x.filter((v) => v <= tolerancePx + 1e-9).length / x.length;
+  const precision = within(d.predToTruth);
+  const recall = within(d.truthToPred);
+  return precision + recall === 0 ? 0 : (2 * precision * recall) / (precision + recall);
+}
+
+/**
  * The q-th percentile (0..100) of `values` with linear interpolation between order statistics
  * (numpy's default, which medpy's hd95 uses). `values` is not modified.
  */
@@ -204,10 +226,7 @@ export function hd95(pred: Uint8Array, truth: Uint8Array, width: number, height:
   const te = isEmpty(truth);
   if (pe && te) return 0;
   if (pe || te) return NaN;
-  const pb = boundaryPixels(pred, width, height);
-  const tb = boundaryPixels(truth, width, height);
-  const d = directedSurfaceDistances(pb, tb, width, height).concat(directedSurfaceDistances(tb, pb, width, height));
-  return percentile(d, 95);
+  return hd95From(surfaceDistances(pred, truth, width, height));
 }
 
 /**
@@ -223,12 +242,7 @@ export function boundaryF(pred: Uint8Array, truth: Uint8Array, width: number, he
   const te = isEmpty(truth);
   if (pe && te) return 1;
   if (pe || te) return 0;
-  const pb = boundaryPixels(pred, width, height);
-  const tb = boundaryPixels(truth, width, height);
-  const within = (d: number[]): number => d.filter((x) => x <= tolerancePx + 1e-9).length / d.length;
-  const precision = within(directedSurfaceDistances(pb, tb, width, height));
-  const recall = within(directedSurfaceDistances(tb, pb, width, height));
-  return precision + recall === 0 ? 0 : (2 * precision * recall) / (precision + recall);
+  return boundaryFFrom(surfaceDistances(pred, truth, width, height), tolerancePx);
 }
 
 /** The metric names every report uses, in table order. */
@@ -246,14 +260,31 @@ export function imageMetrics(
 ): ImageMetrics {
   checkPair(pred, truth);
   checkSize(truth, width, height, 'truth');
+  // One confusion count and one pair of distance transforms for all metrics (same definitions as the
+  // single-metric functions above, which the tests compare against).
+  const c = confusion(pred, truth);
+  const union = c.tp + c.fp + c.fn;
+  const j = union === 0 ? 1 : c.tp / union;
+  const pe = c.tp + c.fp === 0;
+  const te = c.tp + c.fn === 0;
+  let hd = 0;
+  let bf = 1;
+  if (pe !== te) {
+    hd = NaN;
+    bf = 0;
+  } else if (!pe) {
+    const d = surfaceDistances(pred, truth, width, height);
+    hd = hd95From(d);
+    bf = boundaryFFrom(d, opts.boundaryTolerancePx ?? 2);
+  }
   return {
-    dice: dice(pred, truth),
-    iou: iou(pred, truth),
-    thresholded_jaccard: thresholdedJaccard(pred, truth),
-    sensitivity: sensitivity(pred, truth),
-    specificity: specificity(pred, truth),
-    hd95: hd95(pred, truth, width, height),
-    boundary_f: boundaryF(pred, truth, width, height, opts.boundaryTolerancePx ?? 2),
+    dice: union === 0 ? 1 : (2 * c.tp) / (2 * c.tp + c.fp + c.fn),
+    iou: j,
+    thresholded_jaccard: j < 0.65 ? 0 : j,
+    sensitivity: c.tp + c.fn === 0 ? (c.fp === 0 ? 1 : NaN) : c.tp / (c.tp + c.fn),
+    specificity: c.tn + c.fp === 0 ? (c.fn === 0 ? 1 : NaN) : c.tn / (c.tn + c.fp),
+    hd95: hd,
+    boundary_f: bf,
   };
 }
 

@@ -149,3 +149,20 @@ test('percentile interpolates linearly like numpy', () => {
   assert.ok(Math.abs(percentile([4, 1, 3, 2], 95) - 3.85) < 1e-12);
   assert.equal(percentile([7], 95), 7);
 });
+
+test('imageMetrics (one shared pass) equals the single-metric functions', () => {
+  const rand = mulberry32(11);
+  const w = 19, h = 13;
+  const cases: [Uint8Array, Uint8Array][] = [];
+  for (let t = 0; t < 6; t++) {
+    const a = new Uint8Array(w * h), b = new Uint8Array(w * h);
+    for (let i = 0; i < a.length; i++) { a[i] = rand() < 0.35 * (t % 3) ? 1 : 0; b[i] = rand() < 0.3 * ((t + 1) % 3) ? 1 : 0; }
+    cases.push([a, b]);
+  }
+  cases.push([new Uint8Array(w * h).fill(1), new Uint8Array(w * h).fill(1)]);
+  for (const [p, t] of cases) {
+    const m = imageMetrics(p, t, w, h, { boundaryTolerancePx: 1.5 });
+    const want = { dice: dice(p, t), iou: iou(p, t), thresholded_jaccard: thresholdedJaccard(p, t), sensitivity: sensitivity(p, t), specificity: specificity(p, t), hd95: hd95(p, t, w, h), boundary_f: boundaryF(p, t, w, h, 1.5) };
+    assert.deepEqual(m, want);
+  }
+});
