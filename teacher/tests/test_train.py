@@ -41,3 +41,13 @@ def test_lr_schedule_warmup_then_cosine():
     assert lr_factor(9, 10, 100, 0.01) == 1.0
     assert abs(lr_factor(100, 10, 100, 0.01) - 0.01) < 1e-9
     assert lr_factor(50, 10, 100, 0.01) < lr_factor(20, 10, 100, 0.01)
+
+
+def test_comparison_teachers_train_from_their_configs(tmp_path):
+    for name in ("cnn", "transformer"):
+        cfg = load_config(f"teacher/configs/{name}.yaml",
+                          {"img_size": [64, 96], "data": {"synthetic": 2},
+                           "train": {"batch_size": 2, "epochs": 1, "num_threads": 1, "log_every": 1}})
+        assert cfg["model"] == name
+        res = train(cfg, str(tmp_path / name), quiet=True)
+        assert res["step"] == 1 and len(res["history"]) == 1
