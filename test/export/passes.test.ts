@@ -255,3 +255,29 @@ test('fold-constants folds the static dims of a dynamic-batch shape (Gather/Slic
   assert.deepEqual(ops, ['Concat', 'Gather', 'Reshape', 'Shape'], ops.join(','));
   for (const batch of [1, 3]) assert.equal(await outputDrift(m, r.model, X([batch, 4, 6, 8], batch)), 0);
 });
+
+test('merge-duplicates merges repeated shape chains and identical constants, never random ops, and keeps outputs', async () => {
+  const n = new Net(13);
+  const x = n.input('x', ['N', 4, 6]);
+  const zeroA = n.init('zeroA', int64Tensor([1], [0]));
+  const zeroB = n.init('zeroB', int64Tensor([1], [0]));
+  const g1 = n.op('Gather', [n.op('Shape', [x]), zeroA], { axis: 0 });
+  const g2 = n.op('Gather', [n.op('Shape', [x]), zeroB], { axis: 0 });
+  const t1 = n.op('Concat', [g1, n.init('rest1', int64Tensor([1], [24]))], { axis: 0 });
+  const t2 = n.op('Concat', [g2, n.init('rest2', int64Tensor([1], [24]))], { axis: 0 });
+  const a = n.op('Reshape', [x, t1]);
+  const b = n.op('Reshape', [n.op('Relu', [x]), t2]);
+  const r1 = n.op('RandomUniformLike', [a], { seed: f(1) });
+  const r2 = n.op('RandomUniformLike', [a], { seed: f(1) });
+  const zero = n.op('Mul', [n.op('Add', [r1, r2]), n.init('z', floatTensor([], [0]))]);
+  n.output(n.op('Add', [n.op('Add', [a, b]), zero]));
+  const m = n.build();
+  const r = await runPass('merge-duplicates', m);
+  const ops = r.model.graph.nodes.map((q) => q.opType);
+  assert.equal(ops.filter((o) => o === 'Shape').length, 1);
+  assert.equal(ops.filter((o) => o === 'Gather').length, 1);
+  assert.equal(ops.filter((o) => o === 'Concat').length, 1);
+  assert.equal(ops.filter((o) => o === 'RandomUniformLike').length, 2, 'random ops are never merged');
+  assert.equal(r.model.graph.initializers.length, 3, 'zeroB and rest2 merged into zeroA and rest1');
+  for (const batch of [1, 2]) assert.equal(await outputDrift(m, r.model, X([batch, 4, 6], batch)), 0);
+});
