@@ -338,6 +338,37 @@ describe('bad model files are refused in one line naming the file', () => {
     }
   });
 
+  it('corrupted bytes give a LesionFuseError or a model every later step can handle, never a crash', async () => {
+    const { inferShapes } = await import('../../src/onnx/shape.js');
+    const { checkModel } = await import('../../src/onnx/check.js');
+    const base = readFileSync(fixture('tiny_conv.onnx'));
+    let s = 2024;
+    const rnd = () => {
+      s ^= s << 13;
+      s ^= s >>> 17;
+      s ^= s << 5;
+      return (s >>> 0) / 2 ** 32;
+    };
+    let refused = 0;
+    for (let it = 0; it < 150; it++) {
+      const b = Buffer.from(base);
+      for (let j = 0; j < 1 + Math.floor(rnd() * 3); j++) b[Math.floor(rnd() * b.length)] = Math.floor(rnd() * 256);
+      let model: Model;
+      try {
+        model = decodeModel(b, { path: 'fuzz.onnx' });
+      } catch (err) {
+        assert.ok(err instanceof LesionFuseError, `iteration ${it}: ${String(err)}`);
+        assert.ok(!err.message.includes('\n'));
+        refused++;
+        continue;
+      }
+      encodeModel(model);
+      inferShapes(model);
+      checkModel(model);
+    }
+    assert.ok(refused > 20 && refused < 150, `refused ${refused}`);
+  });
+
   it('readModelMetadata reads only the metadata', async () => {
     const meta = await readModelMetadata(fixture('tiny_conv.onnx'));
     assert.equal(meta.metadata['lesionfuse.input_size'], '8x8');
