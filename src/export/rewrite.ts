@@ -10,6 +10,7 @@ import { fuseBiasAddPass } from './bias.js';
 import { removeDeadPass, removeIdentityPass } from './cleanup.js';
 import { foldConstantsPass } from './constants.js';
 import { mergeDuplicatesPass } from './duplicates.js';
+import { simplifyReshapePass } from './reshape.js';
 import { toFloat16Pass } from './float16.js';
 import { updateOpsetPass } from './opset.js';
 import type { ChangeRecord, Pass, PassOptions } from './pass.js';
@@ -23,6 +24,7 @@ export const PASSES: Readonly<Record<string, Pass>> = Object.freeze(
       removeDeadPass,
       foldConstantsPass,
       mergeDuplicatesPass,
+      simplifyReshapePass,
       foldBatchNormPass,
       fuseBiasAddPass,
       setBatchPass,
@@ -38,7 +40,7 @@ export const PASSES: Readonly<Record<string, Pass>> = Object.freeze(
  * The passes `lesionfuse rewrite` runs when none are named: the ones that keep float32 outputs equal up to
  * rounding and need no option. remove-dead runs last so that it also sweeps what the folds leave behind.
  */
-export const DEFAULT_PASSES: readonly string[] = ['remove-identity', 'fold-constants', 'merge-duplicates', 'fold-batchnorm', 'fuse-bias-add', 'remove-dead'];
+export const DEFAULT_PASSES: readonly string[] = ['remove-identity', 'fold-constants', 'merge-duplicates', 'simplify-reshape', 'fold-batchnorm', 'fuse-bias-add', 'remove-dead'];
 
 /** Look up passes by name; an unknown name is refused with the list of known ones. */
 export function resolvePasses(names: readonly string[]): Pass[] {

@@ -112,7 +112,7 @@ test('lesionfuse rewrite: default passes with --json, --list, and one-line error
   assert.equal(r.code, 0, r.err + r.out);
   const j = JSON.parse(r.out);
   assert.equal(j.parity.passed, true);
-  assert.deepEqual(j.passes.map((p: { name: string }) => p.name), ['remove-identity', 'fold-constants', 'merge-duplicates', 'fold-batchnorm', 'fuse-bias-add', 'remove-dead']);
+  assert.deepEqual(j.passes.map((p: { name: string }) => p.name), ['remove-identity', 'fold-constants', 'merge-duplicates', 'simplify-reshape', 'fold-batchnorm', 'fuse-bias-add', 'remove-dead']);
   assert.ok(existsSync(join(dir, 'out.onnx')));
 
   const list = await cli(['rewrite', '--list']);

@@ -281,3 +281,26 @@ test('merge-duplicates merges repeated shape chains and identical constants, nev
   assert.equal(r.model.graph.initializers.length, 3, 'zeroB and rest2 merged into zeroA and rest1');
   for (const batch of [1, 2]) assert.equal(await outputDrift(m, r.model, X([batch, 4, 6], batch)), 0);
 });
+
+test('simplify-reshape turns run-time targets that pass the batch through into constants with 0; leaves targets whose dims differ', async () => {
+  const n = new Net(13);
+  const x = n.input('x', ['N', 4, 6]);
+  const y = n.op('Relu', [x]);
+  const k0 = n.init('k0', { dataType: DataType.INT64, dims: [], values: BigInt64Array.from([0n]) });
+  const k1 = n.init('k1', { dataType: DataType.INT64, dims: [], values: BigInt64Array.from([1n]) });
+  const batchOfY = n.op('Unsqueeze', [n.op('Gather', [n.op('Shape', [y]), k0], { axis: 0 }), n.init('ax', int64Tensor([1], [0]))]);
+  const a = n.op('Reshape', [x, n.op('Concat', [batchOfY, n.init('c24', int64Tensor([1], [24]))], { axis: 0 })]);
+  // A target whose run-time element is dim 1 (4) placed at position 0 (N): must stay.
+  const four = n.op('Unsqueeze', [n.op('Gather', [n.op('Shape', [y]), k1], { axis: 0 }), n.init('ax2', int64Tensor([1], [0]))]);
+  const b = n.op('Reshape', [y, n.op('Concat', [four, n.init('m1', int64Tensor([1], [-1]))], { axis: 0 })]);
+  n.output(a);
+  n.output(b);
+  const m = n.build();
+  const r = await rewrite(m, ['simplify-reshape', 'remove-dead']);
+  const reshapes = r.model.graph.nodes.filter((q) => q.opType === 'Reshape');
+  const t = r.model.graph.initializers.find((i) => i.name === reshapes[0]!.inputs[1]);
+  assert.deepEqual(Array.from(t!.values as BigInt64Array, Number), [0, 24]);
+  assert.ok(!r.model.graph.initializers.some((i) => i.name === reshapes[1]!.inputs[1]), 'the second target is still computed');
+  assert.equal(r.model.graph.nodes.filter((q) => q.opType === 'Shape').length, 1);
+  for (const batch of [1, 3]) assert.equal(await outputDrift(m, r.model, X([batch, 4, 6], batch)), 0);
+});
