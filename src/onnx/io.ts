@@ -1170,6 +1170,10 @@ export async function writeModel(model: Model, path: string, opts: WriteOptions 
       plan.set(t, { location, offset, length: bytes.length });
       offset += bytes.length;
     }
+    // The data file is written in one piece; a Node.js buffer holds at most 4 GiB.
+    if (offset >= 2 ** 32) {
+      throw new LesionFuseError(`external data would be ${(offset / 2 ** 30).toFixed(2)} GiB; writeModel writes at most 4 GiB of external data per model`, { subject: path });
+    }
     dataFile = { path: join(dirname(path), location), chunks };
   }
   const modelChunks = encodeWith(model, { plan, storage: opts.tensorStorage }, path);
