@@ -137,25 +137,34 @@ function dt1d(f: Float64Array, n: number, d: Float64Array, v: Int32Array, z: Flo
 
 /**
  * Exact squared Euclidean distance from every pixel to the nearest non-zero pixel of `features`
- * (Felzenszwalb-Huttenlocher separable transform, O(width x height)). Pixels are 1 apart; when
+ * (separable: column distances by two sweeps, then Felzenszwalb-Huttenlocher's parabola envelope per
+ * row; O(width x height)). Pixels are 1 apart; when
  * `features` has no non-zero pixel every distance is a huge number (1e20 or more).
  */
 export function squaredDistanceTransform(features: Uint8Array, width: number, height: number): Float64Array {
   checkSize(features, width, height, 'feature mask');
   const out = new Float64Array(width * height);
-  for (let i = 0; i < out.length; i++) out[i] = features[i] ? 0 : INF;
-  const n = Math.max(width, height);
-  const f = new Float64Array(n);
-  const d = new Float64Array(n);
-  const v = new Int32Array(n);
-  const z = new Float64Array(n + 1);
-  // columns
-  for (let x = 0; x < width; x++) {
-    for (let y = 0; y < height; y++) f[y] = out[y * width + x]!;
-    dt1d(f, height, d, v, z);
-    for (let y = 0; y < height; y++) out[y * width + x] = d[y]!;
+  // Columns: for a binary image the first pass is the distance to the nearest feature in the same
+  // column, found by a downward and an upward sweep over whole rows (row-major, cache friendly).
+  const far = width + height + 1;
+  for (let x = 0; x < width; x++) out[x] = features[x] ? 0 : far;
+  for (let y = 1; y < height; y++) {
+    const row = y * width;
+    for (let x = 0; x < width; x++) out[row + x] = features[row + x] ? 0 : out[row - width + x]! + 1;
   }
-  // rows
+  for (let y = height - 2; y >= 0; y--) {
+    const row = y * width;
+    for (let x = 0; x < width; x++) {
+      const below = out[row + width + x]! + 1;
+      if (below < out[row + x]!) out[row + x] = below;
+    }
+  }
+  for (let i = 0; i < out.length; i++) out[i] = out[i]! >= far ? INF : out[i]! * out[i]!;
+  // Rows: the exact lower envelope of parabolas (Felzenszwalb-Huttenlocher).
+  const f = new Float64Array(width);
+  const d = new Float64Array(width);
+  const v = new Int32Array(width);
+  const z = new Float64Array(width + 1);
   for (let y = 0; y < height; y++) {
     const row = y * width;
     for (let x = 0; x < width; x++) f[x] = out[row + x]!;
@@ -186,7 +195,31 @@ function isEmpty(m: Uint8Array): boolean {
 export function surfaceDistances(pred: Uint8Array, truth: Uint8Array, width: number, height: number): { predToTruth: number[]; truthToPred: number[] } {
   const pb = boundaryPixels(pred, width, height);
   const tb = boundaryPixels(truth, width, height);
-  return { predToTruth: directedSurfaceDistances(pb, tb, width, height), truthToPred: directedSurfaceDistances(tb, pb, width, height) };
+  // Every boundary pixel (and so every nearest one) lies in the bounding box of both boundaries: the
+  // distance transforms run on that box only, which is exact and much smaller for typical lesions.
+  let x0 = width, y0 = height, x1 = -1, y1 = -1;
+  for (let y = 0; y < height; y++) {
+    const row = y * width;
+    for (let x = 0; x < width; x++) {
+      if (pb[row + x] || tb[row + x]) {
+        if (x < x0) x0 = x;
+        if (x > x1) x1 = x;
+        if (y < y0) y0 = y;
+        if (y > y1) y1 = y;
+      }
+    }
+  }
+  if (x1 < 0) return { predToTruth: [], truthToPred: [] };
+  const bw = x1 - x0 + 1;
+  const bh = y1 - y0 + 1;
+  const crop = (m: Uint8Array): Uint8Array => {
+    const c = new Uint8Array(bw * bh);
+    for (let y = 0; y < bh; y++) c.set(m.subarray((y + y0) * width + x0, (y + y0) * width + x0 + bw), y * bw);
+    return c;
+  };
+  const pc = crop(pb);
+  const tc = crop(tb);
+  return { predToTruth: directedSurfaceDistances(pc, tc, bw, bh), truthToPred: directedSurfaceDistances(tc, pc, bw, bh) };
 }
 
 function hd95From(d: { predToTruth: number[]; truthToPred: number[] }): number {
