@@ -133,6 +133,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--dir", required=True, help="folder written by bench/train-engine.ts")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (quick checks)")
     args = ap.parse_args()
     spec = json.load(open(f"{args.dir}/spec.json"))
     torch.set_num_threads(spec["threads"])
@@ -154,7 +155,10 @@ def main():
         batches.append(feeds)
     losses, times = [], []
     total = spec["warmup"] + spec["steps"]
-    for step in range(max(total, spec["curveSteps"])):
+    n_steps = max(total, spec["curveSteps"])
+    if args.max_steps:
+        n_steps = min(n_steps, args.max_steps)
+    for step in range(n_steps):
         feeds = batches[step % len(batches)]
         t0 = time.perf_counter()
         loss, = net(feeds, [spec["loss"]])
@@ -164,7 +168,7 @@ def main():
         times.append((time.perf_counter() - t0) * 1000)
         losses.append(float(loss.detach()))
         print(f"torch step {step}: loss {losses[-1]:.6f} {times[-1]:.0f} ms", file=sys.stderr, flush=True)
-    timed = times[spec["warmup"]:total]
+    timed = times[spec["warmup"]:total] or times
     json.dump({
         "losses": losses,
         "stepMs": times,

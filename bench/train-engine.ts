@@ -5,7 +5,11 @@
  *
  * Usage (after `npx tsc -p .`):
  *   nice -n 5 node dist/bench/train-engine.js [--batch 8] [--height 192] [--width 256] [--steps 20] [--warmup 3]
- *     [--threads 2] [--student unet-small] [--variant-steps 5] [--skip-torch] [--out reports/engine]
+ *     [--threads 2] [--student unet-small] [--variant-steps 5] [--skip-torch] [--spin] [--out reports/engine]
+ *
+ * Both peers wait passively by default (onnxruntime allow_spinning=0, OMP_WAIT_POLICY=PASSIVE for PyTorch):
+ * on a machine shared with other work, spinning threads steal the cores the others need and both peers get
+ * several times slower (see reports/engine/README.md). `--spin` keeps both libraries' defaults.
  *
  * What runs:
  *  1. the zoo student (src/distill/zoo) in training form + the distillation losses (BCE + Dice, no KD),
@@ -18,7 +22,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { buildStudent, parseStudentName } from '../src/distill/zoo/index.js';
 import { appendLosses } from '../src/distill/losses.js';
@@ -46,7 +50,8 @@ const STUDENT = parseStudentName(arg('student', 'unet-small'));
 const OUT = resolve(arg('out', 'reports/engine'));
 const WORK = resolve(arg('work', '/tmp/lf-engine-bench'));
 const SKIP_TORCH = process.argv.includes('--skip-torch');
-const CURVE = 20;
+const SPIN = process.argv.includes('--spin');
+const CURVE = Number(arg('curve', '20'));
 const OPTIMIZER = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 };
 const MEAN = [0.485, 0.456, 0.406];
 const STD = [0.229, 0.224, 0.225];
@@ -88,10 +93,14 @@ interface RunResult {
   medianStepMs: number;
   medianRunMs: number;
   medianOptimMs: number;
+  /** 1-minute load average before and after (the machine is shared). */
+  loadBefore: number;
+  loadAfter: number;
 }
 
 async function runEngine(tm: TrainingModel, batches: Record<string, HostTensor>[], label: string, o: Partial<TrainerOptions>, warmup: number, steps: number): Promise<RunResult> {
-  const trainer = await Trainer.create(tm, { optimizer: OPTIMIZER, threads: THREADS, graphOptimizationLevel: 'all', ...o });
+  const loadBefore = loadavg()[0]!;
+  const trainer = await Trainer.create(tm, { optimizer: OPTIMIZER, threads: THREADS, graphOptimizationLevel: 'all', allowSpinning: SPIN, ...o });
   const losses: number[] = [];
   const stepMs: number[] = [];
   const runMs: number[] = [];
@@ -122,6 +131,8 @@ async function runEngine(tm: TrainingModel, batches: Record<string, HostTensor>[
     medianStepMs: median(timed(stepMs)),
     medianRunMs: median(timed(runMs)),
     medianOptimMs: median(timed(optimMs)),
+    loadBefore,
+    loadAfter: loadavg()[0]!,
   };
 }
 
@@ -180,27 +191,39 @@ async function main(): Promise<void> {
   const runs: RunResult[] = [];
   const main = await runEngine(tm, batches, 'lesionfuse all', {}, WARMUP, Math.max(STEPS, CURVE - WARMUP));
   runs.push(main);
-  for (const [label, o] of [
-    ['lesionfuse disabled', { graphOptimizationLevel: 'disabled' }],
-    ['lesionfuse basic', { graphOptimizationLevel: 'basic' }],
-    ['lesionfuse all 1 thread', { threads: 1 }],
-    ['lesionfuse all inline (no worker)', { worker: false }],
-  ] as [string, Partial<TrainerOptions>][]) {
-    runs.push(await runEngine(tm, batches, label, o, 1, VARIANT_STEPS));
-  }
-  const profPrefix = join(WORK, 'ort_profile');
-  await runEngine(tm, batches, 'lesionfuse profile', { profilePrefix: profPrefix }, 0, 3);
-  const profFile = readdirSync(WORK).find((f) => f.startsWith('ort_profile') && f.endsWith('.json'));
-  const profile = profFile ? summariseProfile(join(WORK, profFile), 3) : undefined;
 
-  let torch: { losses: number[]; stepMs: number[]; medianMs: number; torch: string; threads: number; mkldnn: boolean } | undefined;
+  let torch: { losses: number[]; stepMs: number[]; medianMs: number; torch: string; threads: number; mkldnn: boolean; loadBefore: number; loadAfter: number } | undefined;
   if (!SKIP_TORCH) {
     const out = join(WORK, 'torch.json');
-    const r = spawnSync('nice', ['-n', '5', resolve('teacher/.venv/bin/python'), resolve('bench/torch_train_step.py'), '--dir', WORK, '--out', out], {
-      stdio: ['ignore', 'inherit', 'inherit'],
-    });
-    if (r.status === 0) torch = JSON.parse(readFileSync(out, 'utf8'));
+    const loadBefore = loadavg()[0]!;
+    // Same niceness as this process (inherited); passive OpenMP waits unless --spin.
+    const env = SPIN ? process.env : { ...process.env, OMP_WAIT_POLICY: 'PASSIVE' };
+    const r = spawnSync(resolve('teacher/.venv/bin/python'), [resolve('bench/torch_train_step.py'), '--dir', WORK, '--out', out], { stdio: ['ignore', 'inherit', 'inherit'], env });
+    if (r.status === 0) torch = { ...JSON.parse(readFileSync(out, 'utf8')), loadBefore, loadAfter: loadavg()[0]! };
     else process.stderr.write(`torch peer failed (status ${r.status})\n`);
+  }
+
+  const profPrefix = join(WORK, 'ort_profile');
+  let profile: ReturnType<typeof summariseProfile> | undefined;
+  if (VARIANT_STEPS > 0) {
+    // Before/after of the backward formulations (defaults: flipped-kernel Conv for stride-1 dX, MatMul dW).
+    const tmConvDw = buildTrainingModel(lg.model, { loss: lg.loss, params: student.params, shapes, gradOptions: { convWeightGrad: 'conv' } });
+    runs.push(await runEngine(tmConvDw, batches, 'lesionfuse all, dW as transposed Conv', {}, 1, VARIANT_STEPS));
+    const tmFirst = buildTrainingModel(lg.model, { loss: lg.loss, params: student.params, shapes, gradOptions: { convWeightGrad: 'conv', convInputGrad: 'convtranspose' } });
+    runs.push(await runEngine(tmFirst, batches, 'lesionfuse all, dW as transposed Conv + dX as ConvTranspose (first version)', {}, 1, VARIANT_STEPS));
+    runs.push(await runEngine(tm, batches, 'lesionfuse all (defaults again, for drift)', {}, 1, VARIANT_STEPS));
+    for (const [label, o] of [
+      [SPIN ? 'lesionfuse all, no spinning' : 'lesionfuse all, spinning (onnxruntime default)', { allowSpinning: !SPIN }],
+      ['lesionfuse disabled', { graphOptimizationLevel: 'disabled' }],
+      ['lesionfuse basic', { graphOptimizationLevel: 'basic' }],
+      ['lesionfuse all 1 thread', { threads: 1 }],
+      ['lesionfuse all inline (no worker)', { worker: false }],
+    ] as [string, Partial<TrainerOptions>][]) {
+      runs.push(await runEngine(tm, batches, label, o, 1, VARIANT_STEPS));
+  }
+  await runEngine(tm, batches, 'lesionfuse profile', { profilePrefix: profPrefix }, 0, 3);
+  const profFile = readdirSync(WORK).find((f) => f.startsWith('ort_profile') && f.endsWith('.json'));
+  profile = profFile ? summariseProfile(join(WORK, profFile), 3) : undefined;
   }
 
   const curve = torch
@@ -225,7 +248,8 @@ async function main(): Promise<void> {
       buildTrainingModelMs: +buildMs.toFixed(0),
     },
     lesionfuse: runs.map((r) => ({ ...r, losses: r.losses.map((x) => +x.toFixed(7)), stepMs: r.stepMs.map((x) => +x.toFixed(1)), runMs: undefined, optimMs: undefined })),
-    torch: torch && { medianStepMs: +torch.medianMs.toFixed(1), stepMs: torch.stepMs.map((x) => +x.toFixed(1)), threads: torch.threads },
+    torch: torch && { medianStepMs: +torch.medianMs.toFixed(1), stepMs: torch.stepMs.map((x) => +x.toFixed(1)), threads: torch.threads, loadBefore: torch.loadBefore, loadAfter: torch.loadAfter },
+    waiting: SPIN ? 'spinning (library defaults)' : 'passive (onnxruntime allow_spinning=0, OMP_WAIT_POLICY=PASSIVE)',
     ratio: torch ? +(main.medianStepMs / torch.medianMs).toFixed(3) : undefined,
     curve,
     maxCurveRelDiff: curve ? Math.max(...curve.map((c) => c.relDiff)) : undefined,

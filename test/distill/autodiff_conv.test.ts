@@ -43,8 +43,16 @@ const cases: ConvCase[] = [
   { name: 'ConvTranspose groups 2 dilation 2', op: 'ConvTranspose', x: [2, 4, 3, 4], w: [4, 1, 3, 3], attrs: { group: A.int(2), dilations: A.ints([2, 2]) } },
 ];
 
-for (const c of cases) {
-  test(`${c.op ?? 'Conv'} gradient vs finite differences: ${c.name}`, async () => {
+for (const [c, form] of [
+  ...cases.map((c) => [c, 'conv'] as const),
+  // The defaults ('auto': MatMul dW for group-1 convs at these sizes, flipped-kernel Conv dX for stride 1).
+  ...cases.map((c) => [c, 'auto'] as const),
+  // The MatMul (explicit patches) form of the weight gradient, for the group-1 Convs.
+  ...cases.filter((c) => (c.op ?? 'Conv') === 'Conv' && !c.attrs.group).map((c) => [c, 'matmul'] as const),
+  // dX always as ConvTranspose (the default uses a flipped-kernel Conv for stride-1 convs).
+  ...cases.filter((c) => (c.op ?? 'Conv') === 'Conv' && !c.attrs.strides).map((c) => [c, 'convtranspose'] as const),
+]) {
+  test(`${c.op ?? 'Conv'} gradient vs finite differences: ${c.name}${form === 'auto' ? '' : ` (${form})`}`, async () => {
     const rng = new Rng(11);
     const inits = [randTensor(rng, 'X', c.x), randTensor(rng, 'W', c.w, 0.5)];
     const inputs = ['X', 'W'];
@@ -54,7 +62,9 @@ for (const c of cases) {
       inputs.push('B');
     }
     const model = makeModel([node(c.op ?? 'Conv', inputs, ['Y'], c.attrs)], inits, ['Y']);
-    const res = await gradCheck(model, 'Y', inputs);
+    const res = await gradCheck(model, 'Y', inputs, {
+      gradOptions: form === 'convtranspose' ? { convInputGrad: 'convtranspose', convWeightGrad: 'conv' } : { convWeightGrad: form },
+    });
     if (process.env.LF_GRAD_DEBUG) console.log(c.name, res);
     for (const [p, w] of Object.entries(res.worst)) assert.ok(w < TOL, `${p}: relative error ${w.toExponential(2)} >= ${TOL}`);
   });

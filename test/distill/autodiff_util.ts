@@ -15,7 +15,7 @@ import { buildTrainingModel, gradientName } from '../../src/distill/autodiff/bac
 import { probeShapes } from '../../src/distill/autodiff/shapes.js';
 import { Rng } from '../../src/distill/engine/rng.js';
 
-import { A } from '../../src/distill/autodiff/emit.js';
+import { A, type GradOptions } from '../../src/distill/autodiff/emit.js';
 export { A };
 
 let nodeCount = 0;
@@ -71,7 +71,7 @@ export async function gradCheck(
   forward: Model,
   y: string,
   params: string[],
-  opts: { eps?: number; samples?: number; seed?: number; ones?: boolean } = {},
+  opts: { eps?: number; samples?: number; seed?: number; ones?: boolean; gradOptions?: GradOptions } = {},
 ): Promise<GradCheckResult> {
   const eps = opts.eps ?? 1e-2;
   const rng = new Rng(opts.seed ?? 7);
@@ -85,7 +85,7 @@ export async function gradCheck(
   withLoss.graph.nodes.push(node('Mul', [y, '__R'], ['__YR']), node('ReduceSum', ['__YR'], ['__loss'], { keepdims: { type: 'int', value: 0 } }));
   withLoss.graph.outputs = [{ name: '__loss', dataType: DataType.FLOAT, shape: [] }];
   const shapes2 = await probeShapes(withLoss);
-  const tm = buildTrainingModel(withLoss, { loss: '__loss', params, shapes: shapes2 });
+  const tm = buildTrainingModel(withLoss, { loss: '__loss', params, shapes: shapes2, gradOptions: opts.gradOptions });
   const session = await ort.InferenceSession.create(encodeModel(tm.model), { intraOpNumThreads: 1, graphOptimizationLevel: 'disabled' });
   const values = new Map<string, Float32Array>();
   for (const p of params) values.set(p, Float32Array.from(withLoss.graph.initializers.find((t) => t.name === p)!.values as Float32Array));

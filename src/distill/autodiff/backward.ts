@@ -10,7 +10,7 @@
 import { DataType, defaultOpset, type Initializer, type Model, type Node, type TensorData, type ValueInfo } from '../../onnx/ir.js';
 import { numel } from '../../onnx/tensor.js';
 import { LesionFuseError } from '../../util/errors.js';
-import { GradEmitter } from './emit.js';
+import { GradEmitter, type GradOptions } from './emit.js';
 import { requireGradient, type GradContext } from './registry.js';
 import './rules/index.js';
 
@@ -38,6 +38,8 @@ export interface TrainingModelOptions {
    * Required: use `probeShapes` (runs the forward once in onnxruntime) or the ONNX core's `inferShapes`.
    */
   shapes: ShapeMap;
+  /** Choices between equivalent backward formulations (default: the Conv form of the weight gradient). */
+  gradOptions?: GradOptions;
 }
 
 export interface TrainingModel {
@@ -220,7 +222,7 @@ export function buildTrainingModel(forward: Model, opts: TrainingModelOptions): 
   }
 
   // The backward sweep.
-  const b = new GradEmitter(used, opset);
+  const b = new GradEmitter(used, opset, 'grad', opts.gradOptions ?? {});
   const grads = new Map<string, string[]>();
   const addGrad = (v: string, gname: string): void => {
     const list = grads.get(v);

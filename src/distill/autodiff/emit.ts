@@ -21,6 +21,24 @@ export const A = {
   }),
 };
 
+/** Choices between equivalent backward formulations (all exact; they differ in speed and memory). */
+export interface GradOptions {
+  /**
+   * Conv weight gradient: 'conv' = one Conv over transposed tensors with stride and dilation swapped;
+   * 'matmul' = explicit patches (strided Slices) and one batched MatMul, for group-1 2-D convs (faster in
+   * onnxruntime, but the patches take kh*kw times the input's memory); 'auto' (default) = 'matmul' where
+   * the patches fit in `patchBudgetBytes`, else 'conv'.
+   */
+  convWeightGrad?: 'auto' | 'conv' | 'matmul';
+  /** Largest patch tensor the 'auto' weight gradient may create (default 256 MiB). */
+  patchBudgetBytes?: number;
+  /**
+   * Conv input gradient: 'auto' (default) = a Conv with the flipped kernel for stride-1 2-D convs (faster in
+   * onnxruntime) and ConvTranspose otherwise; 'convtranspose' = always ConvTranspose.
+   */
+  convInputGrad?: 'auto' | 'convtranspose';
+}
+
 /**
  * Collects backward nodes and constant initializers with names that cannot
  * clash with the forward graph (`used` holds every name already taken).
@@ -38,6 +56,8 @@ export class GradEmitter {
     public readonly opset: number,
     /** Prefix for the names of the nodes being emitted (the forward node's name). */
     public scope = 'grad',
+    /** Formulation choices, read by the rules. */
+    public readonly options: GradOptions = {},
   ) {}
 
   /** A fresh value name starting with `base`. */

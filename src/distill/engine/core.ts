@@ -40,6 +40,11 @@ export interface CoreOptions {
   graphOptimizationLevel: 'disabled' | 'basic' | 'extended' | 'all';
   /** Write onnxruntime's profiler JSON with this file prefix. */
   profilePrefix?: string;
+  /**
+   * Let onnxruntime's intra-op threads spin while waiting (onnxruntime's default, true). On a machine
+   * shared with other work, spinning threads steal the cores the others need; false waits passively.
+   */
+  allowSpinning?: boolean;
 }
 
 export interface StepResult {
@@ -95,6 +100,7 @@ export class TrainerCore {
       graphOptimizationLevel: o.graphOptimizationLevel,
       enableProfiling: !!o.profilePrefix,
       profileFilePrefix: o.profilePrefix,
+      ...(o.allowSpinning === false ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {}),
     });
     return core;
   }

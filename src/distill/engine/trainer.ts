@@ -52,6 +52,8 @@ export interface TrainerOptions {
   config?: unknown;
   /** Write onnxruntime's profiler JSON with this prefix (benchmarks). */
   profilePrefix?: string;
+  /** Let onnxruntime's threads spin while idle (default true, onnxruntime's default); false on shared machines. */
+  allowSpinning?: boolean;
 }
 
 /** Either the core in this thread or a proxy to it in a worker. */
@@ -162,6 +164,7 @@ export class Trainer {
         threads: opts.threads ?? 2,
         graphOptimizationLevel: opts.graphOptimizationLevel ?? 'all',
         profilePrefix: opts.profilePrefix,
+        allowSpinning: opts.allowSpinning,
       },
     };
     const link = opts.worker === false ? inlineLink(await TrainerCore.create(spec)) : await workerLink(spec);

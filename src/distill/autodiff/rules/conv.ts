@@ -101,6 +101,43 @@ export function convWeightGrad(
   return b.op('Transpose', [w], { perm: A.ints(swap01(r + 2)) });
 }
 
+/**
+ * The same weight gradient as one batched MatMul over explicit patches
+ * (im2col in ONNX ops: kh*kw strided Slices of the padded X) [N, C*kh*kw, OH*OW],
+ * times dY^T [N, OH*OW, M], summed over N. Groups of 1 only. More memory than the Conv form, but one large GEMM instead of a Conv
+ * with a huge kernel and a thin output; the benchmark measures which wins.
+ */
+export function convWeightGradMatMul(
+  b: GradEmitter,
+  x: string,
+  xShape: readonly number[],
+  dY: string,
+  dYShape: readonly number[],
+  geo: ConvGeometry,
+): string {
+  const [n, c] = xShape as [number, number];
+  const [, m, oh, ow] = dYShape as [number, number, number, number];
+  const [kh, kw] = geo.kernel as [number, number];
+  const [sh, sw] = geo.strides as [number, number];
+  const [dh, dw] = geo.dilations as [number, number];
+  const [pt, pl, pb, pr] = geo.pads as [number, number, number, number];
+  // kh*kw strided Slices of the padded input, stacked: measured faster in onnxruntime than producing the
+  // patches with a one-hot-kernel Conv (whose NCHWc output reorder alone cost more than the Slices).
+  const xp = pt || pl || pb || pr ? b.op('Pad', [x, b.i64([0, 0, pt, pl, 0, 0, pb, pr])]) : x;
+  const patches: string[] = [];
+  for (let i = 0; i < kh; i++) {
+    for (let j = 0; j < kw; j++) {
+      const s = b.op('Slice', [xp, b.i64([i * dh, j * dw]), b.i64([i * dh + sh * (oh - 1) + 1, j * dw + sw * (ow - 1) + 1]), b.i64([2, 3]), b.i64([sh, sw])]);
+      patches.push(b.op('Unsqueeze', [s, b.i64([2])]));
+    }
+  }
+  const cols = b.op('Reshape', [b.op('Concat', patches, { axis: A.int(2) }), b.i64([n, c * kh * kw, oh * ow])]);
+  const gT = b.op('Transpose', [b.op('Reshape', [dY, b.i64([n, m, oh * ow])])], { perm: A.ints([0, 2, 1]) });
+  const perImage = b.op('MatMul', [cols, gT]); // [N, C*K, M]
+  const summed = b.op('ReduceSum', [perImage, b.i64([0])], { keepdims: A.int(0) }); // [C*K, M]
+  return b.op('Reshape', [b.op('Transpose', [summed], { perm: A.ints([1, 0]) }), b.i64([m, c, kh, kw])]);
+}
+
 export function registerConvGradients(): void {
   registerGradient('Conv', (ctx) => {
     const dY = ctx.dY[0];
@@ -111,7 +148,27 @@ export function registerConvGradients(): void {
     const geo = convGeometry(ctx, xs, ws);
     const r = xs.length - 2;
     const out: (string | undefined)[] = [undefined, undefined, undefined];
-    if (ctx.needsGrad(0)) {
+    const flipPads = geo.kernel.map((k, i) => [geo.dilations[i]! * (k - 1) - geo.pads[i]!, geo.dilations[i]! * (k - 1) - geo.pads[i + r]!]);
+    const canFlip = b.options.convInputGrad !== 'convtranspose' && r === 2 && geo.strides.every((v) => v === 1) && flipPads.every(([a, c]) => a! >= 0 && c! >= 0);
+    if (ctx.needsGrad(0) && canFlip) {
+      // Stride 1: the adjoint is itself a Conv, with the kernel flipped and its channel roles swapped
+      // ([M, C/g, k, k] -> [C, M/g, k, k] per group) and pads d(k-1) - p. onnxruntime's Conv is much
+      // faster than its ConvTranspose (col2im), and the flip costs one small Slice of the weights.
+      const [m, cg] = ws as [number, number];
+      const g = geo.group;
+      const k = geo.kernel;
+      const w5 = b.op('Reshape', [ctx.node.inputs[1]!, b.i64([g, m / g, cg, ...k])]);
+      const wt = b.op('Reshape', [b.op('Transpose', [w5], { perm: A.ints([0, 2, 1, 3, 4]) }), b.i64([g * cg, m / g, ...k])]);
+      const big = 2 ** 62;
+      const wf = b.op('Slice', [wt, b.i64([-1, -1]), b.i64([-big, -big]), b.i64([2, 3]), b.i64([-1, -1])]);
+      out[0] = b.op('Conv', [dY, wf], {
+        strides: A.ints([1, 1]),
+        dilations: A.ints(geo.dilations),
+        pads: A.ints([flipPads[0]![0]!, flipPads[1]![0]!, flipPads[0]![1]!, flipPads[1]![1]!]),
+        group: A.int(g),
+        kernel_shape: A.ints(k),
+      });
+    } else if (ctx.needsGrad(0)) {
       const outputPadding = xs.slice(2).map((h, i) => {
         const span = h + geo.pads[i]! + geo.pads[i + r]! - geo.dilations[i]! * (geo.kernel[i]! - 1) - 1;
         return span % geo.strides[i]!;
@@ -125,7 +182,14 @@ export function registerConvGradients(): void {
         output_padding: A.ints(outputPadding),
       });
     }
-    if (ctx.needsGrad(1)) out[1] = convWeightGrad(b, ctx.node.inputs[0]!, xs, dY, ys, geo);
+    if (ctx.needsGrad(1)) {
+      // 'auto': the MatMul form when its patch tensor stays under the budget (it was faster in the
+      // benchmark, reports/engine), else the Conv form, which needs no extra memory.
+      const colsBytes = 4 * xs[0]! * xs[1]! * geo.kernel.reduce((a, v) => a * v, 1) * ys.slice(2).reduce((a, v) => a * v, 1);
+      const mode = b.options.convWeightGrad ?? 'auto';
+      const useMatMul = geo.group === 1 && r === 2 && (mode === 'matmul' || (mode === 'auto' && colsBytes <= (b.options.patchBudgetBytes ?? 256 * 2 ** 20)));
+      out[1] = (useMatMul ? convWeightGradMatMul : convWeightGrad)(b, ctx.node.inputs[0]!, xs, dY, ys, geo);
+    }
     if (ctx.node.inputs[2] && ctx.needsGrad(2)) {
       out[2] = b.op('ReduceSum', [dY, b.i64([0, ...Array.from({ length: r }, (_, i) => i + 2)])], { keepdims: A.int(0) });
     }
