@@ -106,6 +106,16 @@ async function makeVariants(model: string, work: string, args: Args): Promise<Va
     const notes = r.changes.filter((c) => c.kind !== 'changed' || (c.count ?? 0) > 0).map((c) => `${c.pass}: ${c.message}`);
     vs.push({ name: 'lesionfuse', tool: `lesionfuse rewrite (${DEFAULT_PASSES.join(',')})`, path: out, makeMs: performance.now() - t0, notes });
   }
+  // The same plus to-float16: half-size weights; on a CPU, onnxruntime runs most float16 ops through
+  // inserted Casts, so this row shows what float16 costs or saves here (parity by mask agreement).
+  {
+    const t0 = performance.now();
+    const m = await readModel(model);
+    const r = await rewrite(m, [...DEFAULT_PASSES, 'to-float16']);
+    const out = join(work, 'lesionfuse-fp16.onnx');
+    await writeModel(r.model, out);
+    vs.push({ name: 'lesionfuse-fp16', tool: 'lesionfuse rewrite (default passes + to-float16)', path: out, makeMs: performance.now() - t0 });
+  }
   for (const level of ['basic', 'extended'] as const) {
     const out = join(work, `ort-${level}.onnx`);
     const t0 = performance.now();
