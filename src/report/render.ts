@@ -83,7 +83,9 @@ export function profileRows(report: TradeoffReport, section: ProfileSection): st
   return report.candidates.map((c) => {
     const a = c.accuracy;
     const o = section.outcomes[c.id];
-    const dice = a ? `${fmt.num(a.dice)} [${fmt.num(a.diceCi95[0])}, ${fmt.num(a.diceCi95[1])}]` : `n/a (${c.accuracyError ?? 'not evaluated'})`;
+    // Long reasons live in the 'Failed steps' list; the table keeps the gist (text before the first colon).
+    const gist = (why: string) => why.split(':')[0]!.trim();
+    const dice = a ? `${fmt.num(a.dice)} [${fmt.num(a.diceCi95[0])}, ${fmt.num(a.diceCi95[1])}]` : `n/a (${gist(c.accuracyError ?? 'not evaluated')})`;
     let speed: string[];
     if (!o) speed = ['not run', '', '', '', ''];
     else if (o.status === 'measured') {
@@ -91,7 +93,7 @@ export function profileRows(report: TradeoffReport, section: ProfileSection): st
       speed = [fmt.ms(s.latencyMedianMs), fmt.ms(s.latencyP90Ms),
         s.throughputImagesPerS === null ? 'n/a' : `${fmt.num(s.throughputImagesPerS, 1)} (batch ${s.throughputBatch})`,
         s.peakRssMb === null ? 'n/a' : fmt.num(s.peakRssMb, 0)];
-    } else speed = [`${o.status}: ${o.reason}`, '', '', ''];
+    } else speed = [o.status === 'skipped' ? `skipped: ${o.reason}` : `failed (${gist(o.reason)})`, '', '', ''];
     return [c.label, c.precision, dice, a ? fmt.num(a.iou) : 'n/a', a ? fmt.num(a.thresholdedJaccard) : 'n/a',
       a ? fmt.num(a.hd95, 1) : 'n/a', ...speed.slice(0, 4), fmt.mb(c.fileSizeBytes), fmt.count(c.parameters), front.has(c.id) ? 'yes' : ''];
   });

@@ -45,7 +45,7 @@ test('writeReport writes json, md, svg and html that agree with the data', async
     assert.match(md, /Skipped: onnxruntime-node here has only the CPU provider/);
     assert.match(md, /\| teacher-fp32 \| fp32 \| 0\.900 \[0\.880, 0\.910\] \| 0\.800 \| 0\.700 \| 7\.5 \| 400 \| 440 \| 2\.5 \(batch 8\) \| 100 \| 1\.00 \| 123\.5K \| yes \|/);
     assert.match(md, /student-int8 \| int8 \| n\/a \(quantize failed\)/);
-    assert.match(md, /failed: no model/);
+    assert.match(md, /failed \(no model\)/);
     assert.match(md, /quantize student: boom/);
     const html = readFileSync(w.html, 'utf8');
     assert.match(html, /<svg /);
