@@ -76,7 +76,10 @@ export const PipelineSchema = z
       .object({
         /** Passes applied to every base model (each gives a 'rewritten' candidate); [] = none. */
         passes: z.array(z.string()).default([...DEFAULT_PASSES]),
+        /** Largest allowed max |dp| on probabilities in the parity check (default: the rewrite's, 1e-4). */
         tolerance: z.number().positive().max(1).optional(),
+        /** Images the parity check runs (default: the rewrite's, up to 8 bundled samples). */
+        parityImages: z.number().int().min(1).max(64).optional(),
       })
       .strict()
       .optional(),

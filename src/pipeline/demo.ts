@@ -59,10 +59,11 @@ export function demoConfig(opts: DemoOptions = {}): { value: PipelineConfigInput
   value.notes = [...(value.notes ?? []), ...skipped.map((s) => `Skipped: ${s}.`)];
   if (fast) {
     value.dataset = { ...value.dataset, limit: 2 };
+    if (value.rewrite) value.rewrite = { ...value.rewrite, parityImages: 2 };
     if (value.quantize) value.quantize = { ...value.quantize, calibration: { ...value.quantize.calibration, limit: 2 } };
     value.benchmark = { warmup: 1, runs: 3, throughputBatch: 2, throughputRuns: 1 };
     value.report = { ...(value.report ?? {}), overlays: 1 };
-    value.notes.push('Fast demo (LESIONFUSE_DEMO_FAST=1): 2 images, 3 timed runs: a smoke test, not a measurement.');
+    value.notes.push('Fast demo (LESIONFUSE_DEMO_FAST=1): 2 images (evaluation, calibration, rewrite parity), 3 timed runs: a smoke test, not a measurement.');
   } else {
     value.notes.push(`Demo shortcut: ${value.benchmark?.runs ?? 30} timed runs per model and profile after ${value.benchmark?.warmup ?? 5} warm-up runs; a real benchmark uses at least 30.`);
   }

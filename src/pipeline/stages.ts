@@ -76,7 +76,8 @@ export async function distillStage(cfg: PipelineConfig, s: DistilledStudentConfi
 export async function rewriteStage(cfg: PipelineConfig, input: string, dir: string): Promise<{ files: string[]; result: { modelPath: string; summary: string } }> {
   const passes = cfg.rewrite?.passes ?? [];
   const out = join(dir, 'model.onnx');
-  const r = await rewriteFile(input, out, passes, { parity: cfg.rewrite?.tolerance !== undefined ? { tolerance: cfg.rewrite.tolerance } : {} });
+  const parity = { ...(cfg.rewrite?.tolerance !== undefined ? { tolerance: cfg.rewrite.tolerance } : {}), ...(cfg.rewrite?.parityImages !== undefined ? { maxImages: cfg.rewrite.parityImages } : {}) };
+  const r = await rewriteFile(input, out, passes, { parity });
   const summary = `rewrite: ${passes.join(', ')} (nodes ${r.nodesBefore} -> ${r.nodesAfter}; parity ${r.parity ? (r.parity.passed ? 'passed' : 'FAILED (forced)') : 'not checked'}${r.parity ? `: ${r.parity.message}` : ''})`;
   return { files: [out], result: { modelPath: out, summary } };
 }
