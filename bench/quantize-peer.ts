@@ -45,10 +45,12 @@ interface Args {
   work: string;
   skipPeer: boolean;
   python: string;
+  /** Extra calibrators for the default LesionFuse settings (variants lesionfuse-<method>). */
+  calibrators: string[];
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { models: [], data: '../shared/data', calibLimit: 32, testLimit: 64, runs: 30, warmup: 5, out: 'reports/quantize', work: 'tmp/quantize-bench', skipPeer: false, python: 'teacher/.venv/bin/python' };
+  const a: Args = { models: [], data: '../shared/data', calibLimit: 32, testLimit: 64, runs: 30, warmup: 5, out: 'reports/quantize', work: 'tmp/quantize-bench', skipPeer: false, python: 'teacher/.venv/bin/python', calibrators: [] };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i]!;
     const v = () => argv[++i]!;
@@ -65,6 +67,7 @@ function parseArgs(argv: string[]): Args {
     else if (k === '--work') a.work = v();
     else if (k === '--python') a.python = v();
     else if (k === '--skip-peer') a.skipPeer = true;
+    else if (k === '--calibrators') a.calibrators = v().split(',').filter((m) => m && m !== 'minmax');
     else throw new Error(`unknown argument ${k}`);
   }
   if (!a.models.length) throw new Error('give at least one --model PATH[=NAME]');
@@ -93,7 +96,7 @@ async function benchModel(a: Args, spec: { path: string; name: string }) {
   // exporter routed through Identity (or stored as float16 behind a Cast) and leaves those layers float
   const rw = await rewrite(original, ['remove-identity', 'fold-constants', 'remove-dead', 'fold-batchnorm']);
   const fp32 = rw.model;
-  const folded = rw.changes.filter((c) => c.pass === 'fold-batchnorm' && c.kind === 'folded').reduce((n, c) => n + (c.count ?? c.nodes?.length ?? 1), 0);
+  const folded = rw.changes.filter((c) => c.pass === 'fold-batchnorm' && (c.kind === 'fused' || c.kind === 'folded')).reduce((n, c) => n + (c.count ?? c.nodes?.length ?? 1), 0);
   const fp32Path = join(work, 'fp32.onnx');
   await writeModel(fp32, fp32Path);
   const io = modelIO(fp32);
@@ -137,6 +140,18 @@ async function benchModel(a: Args, spec: { path: string; name: string }) {
     const insertSeconds = (performance.now() - t1) / 1000;
     variants.push({ name: c.name, path: p, description: c.description, calibrationSeconds: calSeconds, quantizeSeconds: calSeconds + insertSeconds });
     console.error(`[${spec.name}] ${c.name}: ${plan.quantized.length} nodes INT8, ${(calSeconds + insertSeconds).toFixed(1)} s`);
+  }
+
+  // other calibrators, default settings otherwise
+  for (const method of a.calibrators) {
+    const t1 = performance.now();
+    const plan = planQuantization(fp32, configs[0]!.qdq);
+    const c = await collectRanges(fp32, plan.calibrate, batches, createCalibrator(method as 'percentile' | 'entropy'), { inputShape: [3, io.height, io.width], threads: 2, progress: false });
+    const m = insertQdq(fp32, plan, c.ranges, configs[0]!.qdq).model;
+    const p = join(work, `lesionfuse-${method}.onnx`);
+    await writeModel(m, p);
+    variants.push({ name: `lesionfuse-${method}`, path: p, description: `LesionFuse default settings with the ${method} calibrator`, calibrationSeconds: c.seconds, quantizeSeconds: (performance.now() - t1) / 1000 });
+    console.error(`[${spec.name}] lesionfuse-${method}: ${((performance.now() - t1) / 1000).toFixed(1)} s`);
   }
 
   // the peer
