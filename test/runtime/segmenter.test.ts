@@ -128,3 +128,19 @@ test('a cuda profile is refused here with what was checked, never run on the CPU
     return true;
   });
 });
+
+test('bad model files: one line naming the file', async () => {
+  const dir = tempDir();
+  const { writeFileSync } = await import('node:fs');
+  const empty = join(dir, 'empty.onnx');
+  writeFileSync(empty, '');
+  const text = join(dir, 'text.onnx');
+  writeFileSync(text, 'hello, this is not a model');
+  for (const p of [empty, text, join(dir, 'missing.onnx'), dir]) {
+    await assert.rejects(Segmenter.create(p, { profile: 'cpu-1t' }), (e: unknown) => {
+      assert.ok(e instanceof Error && e.name === 'LesionFuseError', String(e));
+      assert.ok(e.message.includes(p) && !e.message.includes('\n'), e.message);
+      return true;
+    });
+  }
+});
