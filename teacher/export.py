@@ -204,9 +204,9 @@ def main(argv: Optional[list] = None) -> None:
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     model, cfg, ck = load_for_export(a.checkpoint)
     size = tuple(cfg["img_size"])
+    # best.pt carries its val Dice; last.pt carries the best so far only once an epoch was validated
     val_dice = ck.get("val_dice")
-    if val_dice is None and ck.get("best_dice") is not None:
-        val_dice = float(ck["best_dice"])
+    val_note = "best.pt" if val_dice is not None else None
     tm = json.loads(Path(a.test_metrics).read_text()) if a.test_metrics else None
     check = None
     try:
@@ -214,6 +214,11 @@ def main(argv: Optional[list] = None) -> None:
 
         imgs, masks = load_cache(a.val_cache, "val", size)
         check = normalize(to_tensors(imgs[:8], masks[:8])[0])
+        if val_dice is None:  # the exported weights themselves, on the whole val split at H x W
+            from .train import validate
+
+            val_dice = validate(model, imgs, masks, 16, False)
+            val_note = "computed at export on the val split (training size)"
     except (FileNotFoundError, OSError):
         pass
     name = a.model_name or f"{cfg['model']}-teacher"
@@ -221,6 +226,8 @@ def main(argv: Optional[list] = None) -> None:
     rep["checkpoint"] = a.checkpoint
     rep["epoch"] = ck.get("epoch")
     rep["val_dice"] = val_dice
+    rep["val_dice_source"] = val_note
+    rep["step"] = ck.get("step", (ck.get("scheduler") or {}).get("step"))
     print(json.dumps(rep, indent=2))
 
 
