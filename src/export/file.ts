@@ -5,7 +5,7 @@
  */
 import { resolve } from 'node:path';
 import { readModel, writeModel } from '../onnx/io.js';
-import { LesionFuseError } from '../util/errors.js';
+import { LesionFuseError, describeError } from '../util/errors.js';
 import { log } from '../util/log.js';
 import { checkParity, type ParityOptions, type ParityReport } from './parity.js';
 import { rewrite, type RewriteOptions, type RewriteResult } from './rewrite.js';
@@ -21,7 +21,7 @@ export interface RewriteFileResult extends Omit<RewriteResult, 'model'> {
   input: string;
   output: string;
   parity: ParityReport | null;
-  /** True when the model was written although parity failed. */
+  /** True when the model was written although parity failed or could not be measured (--force). */
   forced: boolean;
   nodesBefore: number;
   nodesAfter: number;
@@ -38,11 +38,19 @@ export async function rewriteFile(input: string, output: string, passNames: read
   const model = await readModel(input);
   const r = await rewrite(model, passNames, opts);
   let parity: ParityReport | null = null;
+  let unchecked = false;
   if (opts.parity !== false) {
     const p = opts.parity ?? {};
-    parity = await checkParity(model, r.model, { ...p, mode: p.mode ?? (r.precision === 'float16' ? 'dice-agreement' : 'max-abs') });
+    try {
+      parity = await checkParity(model, r.model, { ...p, mode: p.mode ?? (r.precision === 'float16' ? 'dice-agreement' : 'max-abs') });
+    } catch (err) {
+      // Parity could not even be measured (no images, the original does not run here...): refuse unless forced.
+      if (!opts.force) throw new LesionFuseError(`refusing to write ${output}: the parity check could not run: ${describeError(err)}; --force writes it unchecked`);
+      log.warn(`WRITING A MODEL WHOSE PARITY WAS NOT CHECKED (--force): ${describeError(err)}`);
+      unchecked = true;
+    }
   }
-  let forced = false;
+  let forced = unchecked;
   if (parity && !parity.passed) {
     if (!opts.force) throw new LesionFuseError(`refusing to write ${output}: the rewritten model drifts: ${parity.message}; --force writes it anyway`);
     forced = true;

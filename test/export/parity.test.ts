@@ -146,3 +146,24 @@ test('lesionfuse rewrite: default passes with --json, --list, and one-line error
   const badSize = await cli(['rewrite', src, join(dir, 'x.onnx'), '--input-size', '100x100']);
   assert.equal(badSize.code, 2);
 });
+
+test('a model onnxruntime cannot run is not written unchecked unless forced', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'lf-unchecked-'));
+  const n = new Net();
+  const x = n.input('image', [1, 3, 32, 32]);
+  const y = n.op('MadeUpOp', [n.op('Identity', [x])], {}, 1, 'custom');
+  n.nodes[n.nodes.length - 1]!.domain = 'com.example';
+  n.output(y, [1, 3, 32, 32]);
+  const m = n.build();
+  m.opsetImports.push({ domain: 'com.example', version: 1 });
+  const src = join(dir, 'custom.onnx');
+  await writeModel(m, src);
+  const out = join(dir, 'out.onnx');
+  await assert.rejects(rewriteFile(src, out, ['remove-identity'], { parity: { images: [FIXTURES] } }), /refusing to write .*out\.onnx: the parity check could not run: the original model does not run in onnxruntime/);
+  assert.equal(existsSync(out), false);
+  const r = await rewriteFile(src, out, ['remove-identity'], { parity: { images: [FIXTURES] }, force: true });
+  assert.equal(r.forced, true);
+  assert.equal(r.parity, null);
+  const back = await readModel(out);
+  assert.deepEqual(back.graph.nodes.map((q) => `${q.domain}:${q.opType}`), ['com.example:MadeUpOp']);
+});

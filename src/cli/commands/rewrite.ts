@@ -72,7 +72,7 @@ function printResult(r: RewriteFileResult): void {
   }
   if (r.parity) out.write(`parity: ${r.parity.passed ? 'PASSED' : 'FAILED'}: ${r.parity.message}\n`);
   else out.write('parity: not checked\n');
-  if (r.forced) out.write('WARNING: written with --force although the parity check failed\n');
+  if (r.forced) out.write('WARNING: written with --force although the parity check failed or could not run\n');
 }
 
 export const command: CommandModule<object, Args> = {
