@@ -8,6 +8,8 @@ import { log } from '../../util/log.js';
 
 interface Args {
   out?: string;
+  teacher?: string;
+  student?: string;
   fast: boolean;
   json: boolean;
 }
@@ -19,11 +21,14 @@ export const command: CommandModule<object, Args> = {
     y
       .option('out', { type: 'string', describe: 'output folder (default: lesionfuse-out/demo)' })
       .option('fast', { type: 'boolean', default: process.env.LESIONFUSE_DEMO_FAST === '1', describe: 'a smoke test: 2 images, 3 timed runs (also LESIONFUSE_DEMO_FAST=1)' })
+      .option('teacher', { type: 'string', describe: 'use this teacher instead of default:teacher (e.g. an interim export)' })
+      .option('student', { type: 'string', describe: 'use this student instead of default:student' })
       .option('json', { type: 'boolean', default: false, describe: 'print the summary as JSON on stdout' })
       .example('$0 demo', 'run the demo and print where the report is')
       .example('$0 demo --out /tmp/demo --fast', 'a quick smoke test'),
   handler: async (a) => {
-    const r = await runDemo({ out: a.out, fast: a.fast, command: `lesionfuse ${process.argv.slice(2).join(' ')}` });
+    const models = { ...(a.teacher ? { teacher: a.teacher } : {}), ...(a.student ? { student: a.student } : {}) };
+    const r = await runDemo({ out: a.out, fast: a.fast, models, command: `lesionfuse ${process.argv.slice(2).join(' ')}` });
     printSummary(r, a.json);
     for (const s of r.skipped) log.warn(`demo: ${s}`);
     if (r.report) log.info(`\nOpen the report: ${r.report.html}`);
