@@ -62,6 +62,9 @@ def main(argv: Optional[list] = None) -> None:
     ap.add_argument("--export-report", default=None)
     ap.add_argument("--test", default=None, help="JSON written by teacher.evaluate")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--readme", default=None, help="write the run's README (Markdown) here")
+    ap.add_argument("--model-card", default=None, help="write the ONNX model's MODEL_CARD.md here")
+    ap.add_argument("--onnx", default="models/teacher/teacher.onnx")
     a = ap.parse_args(argv)
     res: dict = {"training": run_summary(Path(a.run))}
     if a.export_report:
@@ -77,6 +80,19 @@ def main(argv: Optional[list] = None) -> None:
     if a.test:
         print()
         print(markdown_table(t))
+        from .report_text import model_card, readme
+
+        if a.readme:
+            _write(Path(a.readme), readme(res, t, a.onnx))
+        if a.model_card:
+            _write(Path(a.model_card), model_card(res, t, a.onnx))
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":
