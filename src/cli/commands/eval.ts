@@ -14,6 +14,7 @@ interface Args {
   split?: string;
   sources?: string;
   profile: string;
+  threads?: number;
   out?: string;
   limit?: number;
   'skip-unpaired': boolean;
@@ -51,6 +52,7 @@ export const command: CommandModule<object, Args> = {
       .option('split', { type: 'string', choices: ['train', 'val', 'test', 'all'], describe: "default: test where the dataset has splits, else all" })
       .option('sources', { type: 'string', describe: 'comma-separated sources to keep (e.g. ph2)' })
       .option('profile', { type: 'string', default: DEFAULT_PROFILE, describe: 'profile name or .json path' })
+      .option('threads', { type: 'number', describe: "intra-op threads (overrides the profile's)" })
       .option('out', { type: 'string', describe: 'folder for metrics.json and per_image.csv' })
       .option('limit', { type: 'number', describe: 'evaluate only the first N pairs' })
       .option('skip-unpaired', { type: 'boolean', default: false, describe: 'go on without images that have no mask (and masks without image)' })
@@ -88,6 +90,7 @@ export const command: CommandModule<object, Args> = {
           inputSize: a['input-size'] ? parseSize(a['input-size']) : undefined,
           output: a.output,
           maxPixels: a['max-pixels'],
+          threads: a.threads,
         },
       });
     }
