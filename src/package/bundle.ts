@@ -29,6 +29,7 @@ import { findModelCard, renderModelCard } from './card.js';
 import { createTarGz, readTarGz } from './tar.js';
 import { segmentSample, type SampleOutput } from './sample.js';
 import { writeMaskPng, readMask } from '../runtime/image.js';
+import { loadProfile, parseProfile, profileAvailability, type Profile } from '../runtime/profiles.js';
 
 export const BUNDLE_SCHEMA = 'lesionfuse.bundle/1';
 
@@ -82,6 +83,8 @@ export interface ExpectedSample {
   maskSha256: string;
   probability: { mean: number; min: number; max: number; grid: { rows: number; cols: number; values: number[] } };
   tolerance: { probabilityGridAbs: number; maskAgreement: number; why: string };
+  /** The profile the recorded output was made with (the bundle's own, or cpu-1t when that could not run where it was packaged). */
+  recordedWith?: string;
 }
 
 /** manifest.json */
@@ -103,7 +106,10 @@ export interface BundleManifest {
     layout: 'NCHW';
   };
   postprocessing: { output: 'logits' | 'probabilities'; activation: 'sigmoid' | 'none'; threshold: number; resize: string };
+  /** The profile's name (e.g. cpu-2t). */
   profile: string;
+  /** The profile as it was when packaged (provider, threads, optimization level...), for a device without LesionFuse's profiles. */
+  profileDetails: Profile;
   measured: BundleMetrics | null;
   provenance: string[];
   sample: { input: string; mask: string; expected: string };
@@ -239,6 +245,11 @@ export async function packageBundle(opts: PackageOptions): Promise<PackageResult
   const name = opts.name ?? meta.modelName ?? basename(modelPath).replace(/\.onnx$/i, '');
   const provenance = opts.provenance ?? [];
   const sourceCard = opts.modelCard === undefined ? findModelCard(modelPath) : opts.modelCard;
+  const profile = loadProfile(opts.profile);
+  // A bundle for a target this machine lacks (e.g. cuda) records its sample output from the CPU; verify on
+  // the target compares within the stated tolerance.
+  const avail = await profileAvailability(profile);
+  const sampleProfile: Profile | string = avail.available ? profile : 'cpu-1t';
 
   await fs.mkdir(dirname(dest), { recursive: true });
   const tmp = `${dest}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
@@ -260,14 +271,14 @@ export async function packageBundle(opts: PackageOptions): Promise<PackageResult
     // Bundled samples are public data with terms: their attribution travels with them.
     const attribution = join(dirname(dirname(samplePath)), 'ATTRIBUTION.md');
     if (existsSync(attribution)) await fs.copyFile(attribution, join(tmp, 'sample/ATTRIBUTION.md'));
-    const out = await segmentSample(join(tmp, 'model.onnx'), join(tmp, inputName), opts.profile);
+    const out = await segmentSample(join(tmp, 'model.onnx'), join(tmp, inputName), sampleProfile);
     await writeMaskPng(join(tmp, 'sample/expected_mask.png'), { width: out.width, height: out.height, data: out.mask });
-    await writeJsonAtomic(join(tmp, 'sample/expected.json'), summarise(out, basename(samplePath)));
+    await writeJsonAtomic(join(tmp, 'sample/expected.json'), { ...summarise(out, basename(samplePath)), recordedWith: typeof sampleProfile === 'string' ? sampleProfile : sampleProfile.name });
 
     const parameters = model.graph.initializers.reduce((n, i) => n + i.dims.reduce((a, b) => a * b, 1), 0);
     await writeFileAtomic(join(tmp, 'MODEL_CARD.md'), renderModelCard({
       name, modelFile: 'model.onnx', sha256: modelSha, sizeBytes: modelSize, inputSize: size, threshold: meta.threshold,
-      output: meta.output, profile: opts.profile, metadata: model.metadata,
+      output: meta.output, profile: profile.name, metadata: model.metadata,
       provenance: [...provenance, `sample image: ${basename(samplePath)} (bundled sample of public data; see samples/ATTRIBUTION.md of LesionFuse)`],
       metrics: opts.metrics, sourceCard, sdkVersion: VERSION, createdAt,
     }));
@@ -297,8 +308,9 @@ export async function packageBundle(opts: PackageOptions): Promise<PackageResult
         threshold: meta.threshold,
         resize: 'probability map resized bilinearly (half-pixel centres) to the original image size, then lesion = probability > threshold',
       },
-      profile: opts.profile,
-      measured: opts.metrics ? { ...opts.metrics, profile: opts.metrics.profile ?? opts.profile } : null,
+      profile: profile.name,
+      profileDetails: profile,
+      measured: opts.metrics ? { ...opts.metrics, profile: opts.metrics.profile ?? profile.name } : null,
       provenance,
       sample: { input: inputName, mask: 'sample/expected_mask.png', expected: 'sample/expected.json' },
       files,
@@ -443,7 +455,25 @@ async function verifyFolder(dir: string, shown: string, opts: VerifyOptions): Pr
   checks.push(`model loads (${model.graph.nodes.length} nodes, opset ${model.opsetImports.map((o) => `${o.domain || 'ai.onnx'} ${o.version}`).join(', ')})`);
 
   const expected = await readJson<ExpectedSample>(join(dir, manifest.sample.expected), name(manifest.sample.expected));
-  const profile = opts.profile ?? manifest.profile;
+  // The bundle's own profile when it can run here; else the one-thread CPU profile (outputs of the CPU
+  // provider do not depend on the thread count beyond rounding, which the tolerance covers).
+  let profile: Profile | string = opts.profile ?? manifest.profile;
+  let profileNote = '';
+  if (!opts.profile) {
+    let p: Profile | null = null;
+    try {
+      p = manifest.profileDetails ? parseProfile(manifest.profileDetails, name('manifest.json')) : loadProfile(manifest.profile);
+    } catch {
+      p = null;
+    }
+    const a = p ? await profileAvailability(p) : { available: false as const, reason: 'profile unknown here' };
+    if (p && a.available) profile = p;
+    else {
+      profile = 'cpu-1t';
+      profileNote = ` (bundle profile ${manifest.profile} cannot run here: ${a.available ? 'unknown' : a.reason}; used cpu-1t)`;
+    }
+  }
+  const profileName = typeof profile === 'string' ? profile : profile.name;
   const out = await segmentSample(modelFile, join(dir, manifest.sample.input), profile);
   if (out.width !== expected.width || out.height !== expected.height) {
     throw new LesionFuseError(`sample output is ${out.width} x ${out.height}, recorded ${expected.width} x ${expected.height}`, { subject: name(manifest.sample.input) });
@@ -458,11 +488,11 @@ async function verifyFolder(dir: string, shown: string, opts: VerifyOptions): Pr
   if (!(maxGridDiff <= expected.tolerance.probabilityGridAbs) || !(agreement >= expected.tolerance.maskAgreement)) {
     throw new LesionFuseError(
       `the model's output on the bundled sample differs from the recorded one: mask agreement ${(agreement * 100).toFixed(3)}% ` +
-      `(need >= ${(expected.tolerance.maskAgreement * 100).toFixed(1)}%), max probability difference ${maxGridDiff.toFixed(4)} (need <= ${expected.tolerance.probabilityGridAbs}) on profile ${profile}`,
+      `(need >= ${(expected.tolerance.maskAgreement * 100).toFixed(1)}%), max probability difference ${maxGridDiff.toFixed(4)} (need <= ${expected.tolerance.probabilityGridAbs}) on profile ${profileName}${profileNote}`,
       { subject: name(manifest.model.file) },
     );
   }
   const identical = now.maskSha256 === expected.maskSha256;
-  checks.push(`sample ${expected.image} on ${profile}: mask agreement ${(agreement * 100).toFixed(3)}%${identical ? ' (bit-identical)' : ''}, max probability difference ${maxGridDiff.toExponential(2)} (tolerance ${expected.tolerance.probabilityGridAbs})`);
+  checks.push(`sample ${expected.image} on ${profileName}${profileNote}: mask agreement ${(agreement * 100).toFixed(3)}%${identical ? ' (bit-identical)' : ''}, max probability difference ${maxGridDiff.toExponential(2)} (tolerance ${expected.tolerance.probabilityGridAbs})`);
   return { bundle: shown, name: manifest.name, checks, sample: { maskAgreement: agreement, maxGridDiff, identical } };
 }

@@ -3,6 +3,7 @@
  * profile, so that the recorded output and a later verification are made the same way.
  */
 import { Segmenter } from '../runtime/segmenter.js';
+import type { Profile } from '../runtime/profiles.js';
 
 /** The output of the model on the sample, at the image's original size. */
 export interface SampleOutput {
@@ -12,8 +13,8 @@ export interface SampleOutput {
   mask: Uint8Array;
 }
 
-/** Run `model` on `image` with `profile` (a profile name or a .json path). */
-export async function segmentSample(model: string, image: string, profile: string): Promise<SampleOutput> {
+/** Run `model` on `image` with `profile` (a profile, its name or a .json path). */
+export async function segmentSample(model: string, image: string, profile: string | Profile): Promise<SampleOutput> {
   const seg = await Segmenter.create(model, { profile });
   try {
     const r = await seg.segment(image);

@@ -1,8 +1,7 @@
 /**
  * The pipeline's bindings to the other stages (distill, rewrite, quantize, evaluate, benchmark, segment).
  * The one place that knows their option names, so that the runner stays about order, caching and failure.
- * A stage this version of the SDK lacks throws {@link StageUnavailable}: the step is reported as failed
- * with that reason, and nothing is faked.
+ * A stage that throws is reported by the runner as a failed step with the reason; nothing is faked.
  */
 import { promises as fs, existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -19,14 +18,6 @@ import { Segmenter } from '../runtime/segmenter.js';
 import { decodeImage, writeOverlayPng } from '../runtime/image.js';
 import type { AccuracySummary, SpeedSummary } from '../report/types.js';
 import type { DistilledStudentConfig, PipelineConfig } from './config.js';
-
-/** A stage that this version of the SDK does not have. */
-export class StageUnavailable extends LesionFuseError {
-  constructor(stage: string, detail: string) {
-    super(`not available in this version: ${detail}`, { subject: stage });
-    this.name = 'StageUnavailable';
-  }
-}
 
 /** Size, parameters and multiply-adds of a model file (for the report). */
 export async function modelFacts(path: string): Promise<{ fileSizeBytes: number; parameters: number | null; multiplyAdds: number | null }> {

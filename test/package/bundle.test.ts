@@ -47,6 +47,23 @@ test('round trip: package a tiny model, verify the folder and the tarball', asyn
   }
 });
 
+test('a bundle for a target this machine lacks records its sample on the CPU and verifies on the CPU, saying so', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'lf-bundle-'));
+  try {
+    const model = writeTinySegModel(join(dir, 'tiny.onnx'));
+    const r = await packageBundle({ model, profile: 'cuda', out: join(dir, 'g'), sample });
+    assert.equal(r.manifest.profile, 'cuda');
+    assert.equal(r.manifest.profileDetails.executionProvider, 'cuda');
+    const expected = JSON.parse(readFileSync(join(dir, 'g/sample/expected.json'), 'utf8'));
+    assert.equal(expected.recordedWith, 'cpu-1t');
+    const v = await verifyBundle(join(dir, 'g'));
+    assert.match(v.checks.at(-1)!, /on cpu-1t \(bundle profile cuda cannot run here: .+; used cpu-1t\)/);
+    assert.equal(v.sample.identical, true);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('tampered bundles are refused, naming the file', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'lf-bundle-'));
   try {

@@ -10,7 +10,7 @@ import { log } from '../../util/log.js';
 interface Args {
   model: string;
   bundle?: string;
-  profile: string;
+  profile?: string;
   out?: string;
   tar: boolean;
   sample?: string;
@@ -27,7 +27,8 @@ export const command: CommandModule<object, Args> = {
     y
       .positional('model', { type: 'string', demandOption: true, describe: "the model (path or default:student), or 'verify' to check a bundle" })
       .positional('bundle', { type: 'string', describe: 'with verify: the bundle folder or its .tar.gz' })
-      .option('profile', { type: 'string', default: 'cpu-2t', describe: 'the profile the model is tuned for (recorded; runs the sample)' })
+      .option('profile', { type: 'string', describe: "the profile the model is tuned for (recorded; runs the sample; default cpu-2t); with verify: the profile to run the sample on (default: the bundle's, or cpu-1t when that cannot run here)" })
+
       .option('out', { type: 'string', describe: 'bundle folder to create (required when packaging)' })
       .option('tar', { type: 'boolean', default: false, describe: 'also write <out>.tar.gz' })
       .option('sample', { type: 'string', describe: 'sample image to bundle with its recorded output (default: the first bundled sample)' })
@@ -40,7 +41,7 @@ export const command: CommandModule<object, Args> = {
   handler: async (a) => {
     if (a.model === 'verify') {
       if (!a.bundle) throw new LesionFuseError('package verify needs a bundle folder or .tar.gz');
-      const v = await verifyBundle(a.bundle);
+      const v = await verifyBundle(a.bundle, a.profile ? { profile: a.profile } : {});
       if (a.json) process.stdout.write(JSON.stringify(v, null, 2) + '\n');
       else {
         process.stdout.write(`bundle ${v.bundle} (${v.name}): OK\n`);
@@ -51,7 +52,7 @@ export const command: CommandModule<object, Args> = {
     if (a.bundle) throw new LesionFuseError(`unexpected argument '${a.bundle}' (to check a bundle: lesionfuse package verify BUNDLE)`);
     if (!a.out) throw new LesionFuseError('--out DIR is required: the bundle folder to create', { subject: '--out' });
     const metrics = a.dice !== undefined || a['latency-ms'] !== undefined ? { dice: a.dice, latencyMedianMs: a['latency-ms'] } : undefined;
-    const r = await packageBundle({ model: a.model, profile: a.profile, out: a.out, tar: a.tar, sample: a.sample, name: a.name, metrics });
+    const r = await packageBundle({ model: a.model, profile: a.profile ?? 'cpu-2t', out: a.out, tar: a.tar, sample: a.sample, name: a.name, metrics });
     if (a.json) process.stdout.write(JSON.stringify({ dir: r.dir, tarball: r.tarball, manifest: r.manifest }, null, 2) + '\n');
     else {
       log.info(`bundle written: ${r.dir}${r.tarball ? ` and ${r.tarball}` : ''}`);
