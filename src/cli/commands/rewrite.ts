@@ -13,7 +13,7 @@ interface Args {
   input?: string;
   output?: string;
   passes?: string;
-  images?: string[];
+  images?: string | string[];
   tolerance: number;
   'min-dice'?: number;
   force: boolean;
@@ -84,7 +84,7 @@ export const command: CommandModule<object, Args> = {
       .positional('output', { type: 'string', describe: 'where to write the rewritten model' })
       .option('passes', { type: 'string', describe: `comma-separated passes, run in order (default: ${DEFAULT_PASSES.join(',')})` })
       .option('list', { type: 'boolean', default: false, describe: 'list the passes and exit' })
-      .option('images', { type: 'string', array: true, describe: 'images (files or folders) for the parity check (default: bundled samples)' })
+      .option('images', { type: 'string', describe: 'an image file or folder for the parity check, repeatable (default: bundled samples)' })
       .option('tolerance', { type: 'number', default: 1e-4, describe: 'largest allowed max |dp| on probabilities (float32 passes)' })
       .option('min-dice', { type: 'number', describe: 'smallest allowed Dice agreement of the masks (float16; default 0.99)' })
       .option('force', { type: 'boolean', default: false, describe: 'write the model even when it fails the parity check (says so)' })
@@ -127,7 +127,7 @@ export const command: CommandModule<object, Args> = {
     const r = await rewriteFile(resolveModelPath(a.input), a.output, names, {
       ...options,
       force: a.force,
-      parity: { images: a.images, tolerance: a.tolerance, minDiceAgreement: a['min-dice'] },
+      parity: { images: a.images === undefined ? undefined : ([] as string[]).concat(a.images), tolerance: a.tolerance, minDiceAgreement: a['min-dice'] },
       onPass: (name, changes, ms) => log.debug(`${name}: ${changes.length} change record(s) in ${ms.toFixed(0)} ms`),
     });
     if (a.json) process.stdout.write(JSON.stringify(r, null, 2) + '\n');
