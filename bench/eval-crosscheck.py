@@ -13,6 +13,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,4 +46,5 @@ for i in wanted:
         d = 0.0 if (math.isnan(x) and math.isnan(y)) else abs(x - y)
         worst[k] = max(worst.get(k, 0.0), d)
 print(f"{len(wanted)} images ({a.source}): largest per-image difference {worst}")
+shutil.rmtree(tmp, ignore_errors=True)
 sys.exit(1 if any(v > 1e-6 or math.isnan(v) for v in worst.values()) else 0)
