@@ -52,7 +52,11 @@ export interface TrainerOptions {
   config?: unknown;
   /** Write onnxruntime's profiler JSON with this prefix (benchmarks). */
   profilePrefix?: string;
-  /** Let onnxruntime's threads spin while idle (default true, onnxruntime's default); false on shared machines. */
+  /**
+   * Let onnxruntime's intra-op threads spin while idle (onnxruntime's own default). Default false here:
+   * the main thread decodes and augments the next batch while a step runs, and on a shared machine
+   * spinning threads took the cores from everything else (steps 2-6x slower, reports/engine/README.md).
+   */
   allowSpinning?: boolean;
 }
 
@@ -164,7 +168,7 @@ export class Trainer {
         threads: opts.threads ?? 2,
         graphOptimizationLevel: opts.graphOptimizationLevel ?? 'all',
         profilePrefix: opts.profilePrefix,
-        allowSpinning: opts.allowSpinning,
+        allowSpinning: opts.allowSpinning ?? false,
       },
     };
     const link = opts.worker === false ? inlineLink(await TrainerCore.create(spec)) : await workerLink(spec);
