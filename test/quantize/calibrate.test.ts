@@ -78,3 +78,19 @@ test('spread sample covers the whole list deterministically; tensor outputs adde
   assert.equal(m.graph.outputs.length, 1, 'the original is untouched');
   assert.throws(() => withTensorOutputs(m, ['missing']), /missing/);
 });
+
+test('min-max reduced inside onnxruntime equals min/max over the copied-out values', async () => {
+  const { collectRanges, withRangeOutputs } = await import('../../src/quantize/calibrate.js');
+  const { planQuantization } = await import('../../src/quantize/qdq.js');
+  const { randomImages } = await import('./nets.js');
+  const m = tinySegNet(3, 'N');
+  const plan = planQuantization(m);
+  const batches = [{ data: randomImages(3, 1), n: 3 }, { data: randomImages(2, 2), n: 2 }];
+  const opts = { inputShape: [3, 16, 16] as [number, number, number], threads: 1, progress: false };
+  const reduced = await collectRanges(m, plan.calibrate, batches, new MinMaxCalibrator(), opts);
+  const copied = await collectRanges(m, plan.calibrate, batches, new PercentileCalibrator({ percentile: 100 }), opts);
+  assert.equal(reduced.images, 5);
+  for (const t of plan.calibrate) assert.deepEqual(reduced.ranges.get(t), copied.ranges.get(t), t);
+  const aug = withRangeOutputs(m, ['enc1_out']);
+  assert.deepEqual(aug.model.graph.outputs.map((o) => o.name), ['head_out', 'enc1_out.min', 'enc1_out.max']);
+});
