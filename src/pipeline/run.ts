@@ -9,6 +9,7 @@ import { log } from '../util/log.js';
 import { describeError } from '../util/errors.js';
 import { loadProfile, profileAvailability } from '../runtime/profiles.js';
 import { openDataset, type Split } from '../runtime/dataset.js';
+import { calibrationImages } from '../quantize/quantize.js';
 import { currentEnvironment, writeReport, paretoIds, type WrittenReport } from '../report/render.js';
 import type { AccuracySummary, CandidateSummary, ProfileOutcome, ProfileSection, SpeedSummary, TradeoffReport } from '../report/types.js';
 import { packageBundle, type PackageResult } from '../package/bundle.js';
@@ -102,6 +103,8 @@ export async function runPipeline(cfg: PipelineConfig, opts: RunOptions = {}): P
   // The data files whose bytes a step depends on: a changed image or mask re-runs what used it.
   const evalDataFiles = await datasetFiles(cfg.dataset.path, cfg.dataset.split, cfg.dataset.sources, cfg.dataset.limit);
   const trainRoot = cfg.trainData?.path ?? cfg.dataset.path;
+  // Quantization reads its calibration images (and validation images for the gate): their bytes count too.
+  const quantDataFiles = cfg.quantize?.enabled ? await quantizationFiles(cfg) : [];
   const trainDataFiles = cfg.students.some((s) => !('model' in s)) ? [join(trainRoot, 'MANIFEST.csv'), join(trainRoot, 'splits', 'train.txt'), join(trainRoot, 'splits', 'val.txt')].filter((f) => existsSync(f)) : [];
 
   // 1. Base models: the teacher, given students, distilled students.
@@ -158,7 +161,7 @@ export async function runPipeline(cfg: PipelineConfig, opts: RunOptions = {}): P
         candidates.push(mk('int8', 'int8', floatDerivation, null, floatMissing));
       } else {
         const input = floatPath;
-        const o = await runStep({ id: stepId, dir: join(stepsDir, 'quantize', safe(b.id)), inputs: [input], settings: cfg.quantize }, hasher, (dir) => quantizeStage(cfg, input, dir));
+        const o = await runStep({ id: stepId, dir: join(stepsDir, 'quantize', safe(b.id)), inputs: [input, ...quantDataFiles], settings: cfg.quantize }, hasher, (dir) => quantizeStage(cfg, input, dir));
         record(o);
         candidates.push(mk('int8', 'int8', [...floatDerivation, o.status === 'failed' ? 'quantize' : o.result.summary], o.status === 'failed' ? null : o.result.modelPath, o.status === 'failed' ? `quantize failed: ${o.reason}` : undefined));
       }
@@ -302,6 +305,19 @@ async function datasetFiles(path: string, split: string | undefined, sources: st
   } catch {
     return [];
   }
+}
+
+/** Calibration images (as the quantizer picks them) and validation pairs; [] when unreadable (the step then fails with the reason). */
+async function quantizationFiles(cfg: PipelineConfig): Promise<string[]> {
+  const q = cfg.quantize!;
+  const files: string[] = [];
+  try {
+    files.push(...(await calibrationImages(q.calibration.path, q.calibration.limit ?? 64)));
+  } catch {
+    // The quantize step itself reports why.
+  }
+  if (q.validation) files.push(...(await datasetFiles(q.validation.path, 'val', q.validation.sources, q.validation.limit)));
+  return files;
 }
 
 /** The selection rule: which candidate to package, and why (in words for the report). */
