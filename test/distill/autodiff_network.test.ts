@@ -12,6 +12,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DataType } from '../../src/onnx/ir.js';
+import { encodeModel } from '../../src/onnx/io.js';
 import { Rng } from '../../src/distill/engine/rng.js';
 import { buildTrainingModel } from '../../src/distill/autodiff/backward.js';
 import { probeShapes } from '../../src/distill/autodiff/shapes.js';
@@ -67,4 +68,14 @@ test('an op without a rule is refused, naming the node and the supported ops', a
   assert.throws(() => buildTrainingModel(model, { loss: 'L', params: ['X'], shapes }), /Erf \(node 'my_erf'\); supported: .*Conv.*Resize/);
   assert.throws(() => buildTrainingModel(model, { loss: 'nope', params: ['X'], shapes }), /loss 'nope'/);
   assert.throws(() => buildTrainingModel(model, { loss: 'Y', params: ['X'], shapes }), /must be a scalar/);
+});
+
+test('shapes from the ONNX core\'s inferShapes give the same training model as shapes probed in onnxruntime', async () => {
+  const rng = new Rng(2);
+  const net = tinyUNet(rng, 2, 8, 6);
+  const model = makeModel(net.nodes, net.inits, ['loss']);
+  model.graph.inputs = net.inputs.map((i) => ({ name: i.name, dataType: DataType.FLOAT, shape: i.dims }));
+  const probed = buildTrainingModel(model, { loss: 'loss', shapes: await probeShapes(model) });
+  const inferred = buildTrainingModel(model, { loss: 'loss' });
+  assert.deepEqual(encodeModel(inferred.model), encodeModel(probed.model));
 });

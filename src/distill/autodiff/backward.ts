@@ -9,6 +9,7 @@
  */
 import { DataType, defaultOpset, type Initializer, type Model, type Node, type TensorData, type ValueInfo } from '../../onnx/ir.js';
 import { numel } from '../../onnx/tensor.js';
+import { inferShapes } from '../../onnx/shape.js';
 import { LesionFuseError } from '../../util/errors.js';
 import { GradEmitter, type GradOptions } from './emit.js';
 import { requireGradient, type GradContext } from './registry.js';
@@ -34,10 +35,11 @@ export interface TrainingModelOptions {
   /** Forward values to expose as extra outputs (e.g. logits for monitoring). Default none. */
   outputs?: string[];
   /**
-   * Static shape of every value of the forward graph (inputs, initializers, node outputs).
-   * Required: use `probeShapes` (runs the forward once in onnxruntime) or the ONNX core's `inferShapes`.
+   * Static shape of every value of the forward graph (inputs, initializers, node outputs). Default: the
+   * ONNX core's `inferShapes` (static dims only). `probeShapes` (one forward run in onnxruntime) gives the
+   * shapes onnxruntime actually produces, for graphs with ops `inferShapes` does not cover.
    */
-  shapes: ShapeMap;
+  shapes?: ShapeMap;
   /** Choices between equivalent backward formulations (default: the Conv form of the weight gradient). */
   gradOptions?: GradOptions;
 }
@@ -67,6 +69,15 @@ export interface TrainingModel {
 /** The output name of the gradient of parameter `param`. */
 export function gradientName(param: string): string {
   return `grad:${param}`;
+}
+
+/** The fully static shapes `inferShapes` finds (values with a symbolic or unknown dim are left out). */
+function staticShapes(model: Model): Map<string, number[]> {
+  const out = new Map<string, number[]>();
+  for (const [name, v] of inferShapes(model)) {
+    if (v.shape && v.shape.every((d) => typeof d === 'number')) out.set(name, v.shape as number[]);
+  }
+  return out;
 }
 
 /** Input slots holding trainable weights, per op type. */
@@ -121,7 +132,7 @@ export function buildTrainingModel(forward: Model, opts: TrainingModelOptions): 
   const model: Model = structuredClone(forward);
   const g = model.graph;
   const opset = defaultOpset(model) ?? TRAINING_OPSET;
-  const shapes = opts.shapes;
+  const shapes = opts.shapes ?? staticShapes(forward);
   const inits = new Map(g.initializers.map((t) => [t.name, t]));
   const constNodes = new Map<string, TensorData>();
   for (const n of g.nodes) {
