@@ -206,7 +206,9 @@ async function main(): Promise<void> {
   const profPrefix = join(WORK, 'ort_profile');
   let profile: ReturnType<typeof summariseProfile> | undefined;
   if (VARIANT_STEPS > 0) {
-    // Before/after of the backward formulations (defaults: flipped-kernel Conv for stride-1 dX, MatMul dW).
+    // Before/after of the backward formulations (defaults: flipped-kernel Conv for stride-1 dX, per-offset MatMul dW).
+    const tmStacked = buildTrainingModel(lg.model, { loss: lg.loss, params: student.params, shapes, gradOptions: { convWeightGrad: 'matmul' } });
+    runs.push(await runEngine(tmStacked, batches, 'lesionfuse all, dW as stacked patches + one MatMul', {}, 1, VARIANT_STEPS));
     const tmConvDw = buildTrainingModel(lg.model, { loss: lg.loss, params: student.params, shapes, gradOptions: { convWeightGrad: 'conv' } });
     runs.push(await runEngine(tmConvDw, batches, 'lesionfuse all, dW as transposed Conv', {}, 1, VARIANT_STEPS));
     const tmFirst = buildTrainingModel(lg.model, { loss: lg.loss, params: student.params, shapes, gradOptions: { convWeightGrad: 'conv', convInputGrad: 'convtranspose' } });

@@ -49,6 +49,7 @@ for (const [c, form] of [
   ...cases.map((c) => [c, 'auto'] as const),
   // The MatMul (explicit patches) form of the weight gradient, for the group-1 Convs.
   ...cases.filter((c) => (c.op ?? 'Conv') === 'Conv' && !c.attrs.group).map((c) => [c, 'matmul'] as const),
+  ...cases.filter((c) => (c.op ?? 'Conv') === 'Conv' && !c.attrs.group).map((c) => [c, 'offsets'] as const),
   // dX always as ConvTranspose (the default uses a flipped-kernel Conv for stride-1 convs).
   ...cases.filter((c) => (c.op ?? 'Conv') === 'Conv' && !c.attrs.strides).map((c) => [c, 'convtranspose'] as const),
 ]) {

@@ -24,13 +24,15 @@ export const A = {
 /** Choices between equivalent backward formulations (all exact; they differ in speed and memory). */
 export interface GradOptions {
   /**
-   * Conv weight gradient: 'conv' = one Conv over transposed tensors with stride and dilation swapped;
-   * 'matmul' = explicit patches (strided Slices) and one batched MatMul, for group-1 2-D convs (faster in
-   * onnxruntime, but the patches take kh*kw times the input's memory); 'auto' (default) = 'matmul' where
-   * the patches fit in `patchBudgetBytes`, else 'conv'.
+   * Conv weight gradient (all exact; they differ in speed and memory, see reports/engine):
+   * 'conv' = one Conv over transposed tensors with stride and dilation swapped (any group);
+   * 'offsets' = one strided Slice + batched MatMul per kernel offset (group-1 2-D convs; one input-sized
+   * slice alive at a time); 'matmul' = all kh*kw slices stacked into patches and one MatMul (group-1 2-D
+   * convs whose patches fit `patchBudgetBytes`, else 'conv'); 'auto' (default) = 'offsets' where it
+   * applies, else 'conv'.
    */
-  convWeightGrad?: 'auto' | 'conv' | 'matmul';
-  /** Largest patch tensor the 'auto' weight gradient may create (default 256 MiB). */
+  convWeightGrad?: 'auto' | 'conv' | 'matmul' | 'offsets';
+  /** Largest patch tensor the 'matmul' weight gradient may create (default 256 MiB). */
   patchBudgetBytes?: number;
   /**
    * Conv input gradient: 'auto' (default) = a Conv with the flipped kernel for stride-1 2-D convs (faster in

@@ -138,6 +138,41 @@ export function convWeightGradMatMul(
   return b.op('Reshape', [b.op('Transpose', [summed], { perm: A.ints([1, 0]) }), b.i64([m, c, kh, kw])]);
 }
 
+/**
+ * The MatMul weight gradient one kernel offset at a time: for each (i, j), one strided Slice of the padded
+ * X [N, C, OH*OW] times dY^T [N, OH*OW, M] gives dW[:, :, i, j] per image; the kh*kw small results are
+ * stacked and summed over N. Needs one input-sized slice at a time instead of kh*kw of them stacked, so it
+ * has no memory budget, and it skips the big Concat.
+ */
+export function convWeightGradOffsets(
+  b: GradEmitter,
+  x: string,
+  xShape: readonly number[],
+  dY: string,
+  dYShape: readonly number[],
+  geo: ConvGeometry,
+): string {
+  const [n, c] = xShape as [number, number];
+  const [, m, oh, ow] = dYShape as [number, number, number, number];
+  const [kh, kw] = geo.kernel as [number, number];
+  const [sh, sw] = geo.strides as [number, number];
+  const [dh, dw] = geo.dilations as [number, number];
+  const [pt, pl, pb, pr] = geo.pads as [number, number, number, number];
+  const xp = pt || pl || pb || pr ? b.op('Pad', [x, b.i64([0, 0, pt, pl, 0, 0, pb, pr])]) : x;
+  const gT = b.op('Transpose', [b.op('Reshape', [dY, b.i64([n, m, oh * ow])])], { perm: A.ints([0, 2, 1]) });
+  const parts: string[] = [];
+  for (let i = 0; i < kh; i++) {
+    for (let j = 0; j < kw; j++) {
+      const s = b.op('Slice', [xp, b.i64([i * dh, j * dw]), b.i64([i * dh + sh * (oh - 1) + 1, j * dw + sw * (ow - 1) + 1]), b.i64([2, 3]), b.i64([sh, sw])]);
+      const g = b.op('MatMul', [b.op('Reshape', [s, b.i64([n, c, oh * ow])]), gT]); // [N, C, M]
+      parts.push(b.op('Unsqueeze', [g, b.i64([3])]));
+    }
+  }
+  const stacked = parts.length === 1 ? parts[0]! : b.op('Concat', parts, { axis: A.int(3) }); // [N, C, M, K]
+  const summed = b.op('ReduceSum', [stacked, b.i64([0])], { keepdims: A.int(0) }); // [C, M, K]
+  return b.op('Reshape', [b.op('Transpose', [summed], { perm: A.ints([1, 0, 2]) }), b.i64([m, c, kh, kw])]);
+}
+
 export function registerConvGradients(): void {
   registerGradient('Conv', (ctx) => {
     const dY = ctx.dY[0];
@@ -183,12 +218,13 @@ export function registerConvGradients(): void {
       });
     }
     if (ctx.needsGrad(1)) {
-      // 'auto': the MatMul form when its patch tensor stays under the budget (it was faster in the
-      // benchmark, reports/engine), else the Conv form, which needs no extra memory.
+      // 'auto': one Slice + MatMul per kernel offset for group-1 2-D convs (fastest of the three forms in the
+      // benchmark, reports/engine, and needs only one input-sized slice at a time), else the Conv form.
       const colsBytes = 4 * xs[0]! * xs[1]! * geo.kernel.reduce((a, v) => a * v, 1) * ys.slice(2).reduce((a, v) => a * v, 1);
       const mode = b.options.convWeightGrad ?? 'auto';
-      const useMatMul = geo.group === 1 && r === 2 && (mode === 'matmul' || (mode === 'auto' && colsBytes <= (b.options.patchBudgetBytes ?? 256 * 2 ** 20)));
-      out[1] = (useMatMul ? convWeightGradMatMul : convWeightGrad)(b, ctx.node.inputs[0]!, xs, dY, ys, geo);
+      const useMatMul = geo.group === 1 && r === 2 && mode === 'matmul' && colsBytes <= (b.options.patchBudgetBytes ?? 256 * 2 ** 20);
+      const offsets = geo.group === 1 && r === 2 && (mode === 'offsets' || mode === 'auto');
+      out[1] = (offsets ? convWeightGradOffsets : useMatMul ? convWeightGradMatMul : convWeightGrad)(b, ctx.node.inputs[0]!, xs, dY, ys, geo);
     }
     if (ctx.node.inputs[2] && ctx.needsGrad(2)) {
       out[2] = b.op('ReduceSum', [dY, b.i64([0, ...Array.from({ length: r }, (_, i) => i + 2)])], { keepdims: A.int(0) });
