@@ -32,7 +32,7 @@ test('a tiny pipeline runs end to end, its report carries the evaluation numbers
       teacher: { model: 'big.onnx', id: 'big' },
       students: [{ model: 'small.onnx', id: 'small' }],
       rewrite: { passes: ['remove-identity', 'remove-dead'] },
-      profiles: ['cpu-1t'],
+      profiles: ['cpu-1t', 'cuda'],
       dataset: { path: fixtures, limit: 3 },
       benchmark: { warmup: 1, runs, throughputBatch: 1, throughputRuns: 1 },
       report: { overlays: 1 },
@@ -66,6 +66,11 @@ test('a tiny pipeline runs end to end, its report carries the evaluation numbers
     // Rewriting removed nothing here, so fp32 and rewritten score the same: a cross-check of the evaluation path.
     assert.equal(rep.candidates.find((c) => c.id === 'big-fp32')!.accuracy!.dice, rep.candidates.find((c) => c.id === 'big-rewritten')!.accuracy!.dice);
     parseXml(readFileSync(join(dir, 'out/report/plot-cpu-1t.svg'), 'utf8'));
+    // A profile that cannot run here is listed as skipped with the reason, and is not a failure.
+    const cuda = rep.profiles.find((p) => p.profile === 'cuda')!;
+    assert.match(cuda.skippedReason ?? '', /\w/);
+    assert.ok(Object.values(cuda.outcomes).every((o) => o.status === 'skipped'));
+    assert.match(readFileSync(join(dir, 'out/report/report.md'), 'utf8'), /## Profile cuda\n\n.*\n\nSkipped: /);
     assert.ok(rep.selection?.chosen);
     assert.ok(r1.bundle && r1.bundle.tarball);
     await verifyBundle(r1.bundle.tarball);
