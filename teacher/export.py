@@ -102,6 +102,17 @@ def to_fp16_storage(model: onnx.ModelProto, min_elements: int = 16) -> int:
     return moved
 
 
+def set_io_shapes(model: onnx.ModelProto, h: int, w: int) -> None:
+    """Declare image [N,3,H,W] and logits [N,1,H,W] (the tracer leaves the output's dims symbolic)."""
+    for vi, ch in ((model.graph.input[0], 3), (model.graph.output[0], 1)):
+        dims = vi.type.tensor_type.shape.dim
+        del dims[:]
+        d0 = dims.add()
+        d0.dim_param = "N"
+        for v in (ch, h, w):
+            dims.add().dim_value = v
+
+
 def save_atomic(model: onnx.ModelProto, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -141,6 +152,7 @@ def export_model(
             dynamo=False,
         )
         m = onnx.load(str(raw))
+    set_io_shapes(m, h, w)
     moved = to_fp16_storage(m) if fp16_storage else 0
     set_metadata(m, metadata_props(img_size, model_name, val_dice, test_metrics))
     m.producer_name = "lesionfuse-teacher"

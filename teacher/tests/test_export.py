@@ -35,6 +35,8 @@ def test_export_parity_fp32_and_contract(tmp_path):
     dims = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
     assert dims[1:] == [3, *SMALL] and isinstance(dims[0], str)  # dynamic batch
     assert inp.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    odims = [d.dim_param or d.dim_value for d in outp.type.tensor_type.shape.dim]
+    assert odims == ["N", 1, *SMALL] and dims[0] == "N"
     meta = {p.key: p.value for p in mp.metadata_props}
     assert meta["lesionfuse.input_size"] == "64x96"
     assert meta["lesionfuse.mean"] == "0.485,0.456,0.406" and meta["lesionfuse.std"] == "0.229,0.224,0.225"
