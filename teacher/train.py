@@ -385,7 +385,8 @@ def main(argv: Optional[list] = None) -> None:
         over.setdefault("train", {})["num_threads"] = a.threads
     cfg = load_config(a.config, over)
     res = train(cfg, a.out)
-    print(json.dumps({"done_steps": res["step"], "best_val_dice": res.get("best_dice")}), flush=True)
+    if _dist_info()[1] == 0:  # only rank 0 validates
+        print(json.dumps({"done_steps": res["step"], "best_val_dice": res.get("best_dice")}), flush=True)
     if dist.is_initialized():
         dist.destroy_process_group()
 
