@@ -90,7 +90,8 @@ shipped `{onnx_path}` is the checkpoint `{exported}` (step {exp_step}); its test
   position embeddings); 1 epoch linear warm-up then cosine over the planned 30 epochs; gradient clipping 1.0;
   checkpoint every 100 steps and at each epoch end (tmp + `os.replace`), best-by-val Dice kept as `best.pt`;
   exact resume (model, optimizer, scheduler step, RNG; the shuffle is a function of (seed, epoch) and each
-  batch's augmentation of (seed, step, rank)); JSONL + readable log per epoch; DDP when `WORLD_SIZE>1`.
+  batch's augmentation of (seed, step, rank)); JSONL + readable log per epoch; DDP when `WORLD_SIZE>1`
+  (checked: `torchrun --nproc_per_node 2` on synthetic data, gloo backend).
   `torch.load(..., weights_only=True)` everywhere.
 - `export.py`: ONNX opset 17, final head only, `image` [N,3,192,256] float32 (dynamic N) -> `logits`
   [N,1,192,256], `lesionfuse.*` metadata, float16 initializers + Cast, parity gate with onnxruntime.
