@@ -1,0 +1,99 @@
+// Collects the distillation evidence into reports/distill/results.json:
+// training summaries (distill.json of each run), test-split evaluations (lesionfuse eval -> metrics.json)
+// and cpu-2t latency (lesionfuse bench -> bench.json), and checks the issue's targets.
+//
+//   node reports/distill/collect.mjs RUNS_DIR TEACHER.onnx run1 run2 ...
+//
+// RUNS_DIR/<run>/distill.json come from `lesionfuse distill --out RUNS_DIR/<run>`;
+// reports/distill/eval/<name>/metrics.json from `lesionfuse eval ... --out reports/distill/eval/<name>`
+// (name = 'teacher' or the run name); reports/distill/bench/bench.json from `lesionfuse bench`.
+import { readFileSync, writeFileSync, renameSync, existsSync, readdirSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
+import { bootstrapCI } from '../../dist/src/runtime/metrics.js';
+
+const [runsDir, teacherPath, ...runs] = process.argv.slice(2);
+if (!runsDir || !teacherPath || runs.length === 0) {
+  console.error('usage: node reports/distill/collect.mjs RUNS_DIR TEACHER.onnx run1 [run2 ...]');
+  process.exit(2);
+}
+const here = resolve('reports/distill');
+const readJson = (p) => JSON.parse(readFileSync(p, 'utf8'));
+// Every reports/distill/bench*/bench.json (one `lesionfuse bench` call each), merged.
+const benchFiles = readdirSync(here).filter((d) => d.startsWith('bench') && existsSync(join(here, d, 'bench.json'))).map((d) => readJson(join(here, d, 'bench.json')));
+const bench = benchFiles.length ? { machine: benchFiles[0].machine, results: benchFiles.flatMap((b) => b.results), commands: benchFiles.map((b) => b.command ?? null) } : null;
+
+function latencyOf(modelPath) {
+  if (!bench) return null;
+  const r = bench.results.find((x) => resolve(x.model.path) === resolve(modelPath) && x.profile.name === 'cpu-2t');
+  if (!r || r.skipped) return null;
+  return { medianMs: r.latencyMs.median, p90Ms: r.latencyMs.p90, throughputImagesPerSecond: r.throughput?.imagesPerSecond ?? null, fileSizeBytes: r.model.fileSizeBytes, parameters: r.model.parameters, macsPerImage: r.model.macsPerImage };
+}
+
+function evalOf(name) {
+  const p = join(here, 'eval', name, 'metrics.json');
+  if (!existsSync(p)) return null;
+  const m = readJson(p);
+  const perSource = {};
+  for (const [k, v] of Object.entries(m.per_source ?? {})) perSource[k] = { n: v.n_images, dice: v.mean.dice, dice_ci95: v.ci95.dice };
+  const perImageDice = new Map(m.per_image.map((r) => [r.id, r.dice]));
+  return { perImageDice, n_images: m.n_images, dice: m.mean.dice, dice_ci95: m.ci95.dice, iou: m.mean.iou, thresholded_jaccard: m.mean.thresholded_jaccard, hd95: m.mean.hd95, boundary_f: m.mean.boundary_f, per_source: perSource, failures: m.failures.length };
+}
+
+const teacher = { name: 'teacher', path: resolve(teacherPath), test: evalOf('teacher'), cpu2t: latencyOf(teacherPath) };
+/** Mean Dice (and 95% bootstrap interval, 2000 resamples, seed 0) over the images the teacher was evaluated on. */
+function onTeacherImages(test) {
+  if (!test || !teacher.test) return null;
+  const ids = [...teacher.test.perImageDice.keys()];
+  const v = ids.map((id) => test.perImageDice.get(id)).filter((x) => typeof x === 'number');
+  if (v.length !== ids.length) return null;
+  return { n_images: v.length, dice: v.reduce((a, b) => a + b, 0) / v.length, dice_ci95: bootstrapCI(v) };
+}
+const students = runs.map((run) => {
+  const d = readJson(join(runsDir, run, 'distill.json'));
+  const test = evalOf(run);
+  const cpu2t = latencyOf(d.studentPath);
+  const latencyRatio = cpu2t && teacher.cpu2t ? cpu2t.medianMs / teacher.cpu2t.medianMs : null;
+  const sameImages = onTeacherImages(test);
+  const diceRatio = sameImages && teacher.test ? sameImages.dice / teacher.test.dice : null;
+  return {
+    name: run,
+    student: d.student,
+    width: d.width,
+    depth: d.depth,
+    kd: d.options.kd !== false,
+    parameters: d.paramCount,
+    macsPerImage: d.macs,
+    trainImages: d.trainImages,
+    valImages: d.valImages,
+    steps: d.steps,
+    epochs: d.history.length,
+    trainSeconds: d.history.reduce((s, h) => s + h.seconds, 0),
+    bestEpoch: d.bestEpoch,
+    valDiceAtModelResolution: d.bestValDice,
+    teacherValDiceAtModelResolution: d.teacherValDice,
+    history: d.history,
+    studentPath: d.studentPath,
+    test: test ? { ...test, perImageDice: undefined } : null,
+    testOnTeacherImages: sameImages,
+    cpu2t,
+    latencyVsTeacher: latencyRatio,
+    diceVsTeacher: diceRatio,
+    meetsTarget: latencyRatio !== null && diceRatio !== null ? latencyRatio <= 0.1 && diceRatio >= 0.97 : null,
+  };
+});
+
+// Distillation vs masks-only at the same budget: pairs of runs that differ only in kd.
+const pairs = [];
+for (const s of students.filter((x) => x.kd)) {
+  const base = students.find((x) => !x.kd && x.student === s.student && x.width === s.width && x.steps === s.steps && x.trainImages === s.trainImages);
+  if (base && s.test && base.test) {
+    pairs.push({ student: s.student, kd: s.name, masksOnly: base.name, testDiceKd: s.test.dice, testDiceMasksOnly: base.test.dice, difference: s.test.dice - base.test.dice, kdCi95: s.test.dice_ci95, masksOnlyCi95: base.test.dice_ci95, note: 'same student, same images, same steps' });
+  }
+}
+
+if (teacher.test) teacher.test = { ...teacher.test, perImageDice: undefined };
+const out = { created_at: new Date().toISOString(), machine: bench?.machine ?? null, teacher, students, kdVsMasksOnly: pairs, command: `node reports/distill/collect.mjs ${process.argv.slice(2).join(' ')}` };
+const tmp = join(here, `.results.json.${process.pid}.tmp`);
+writeFileSync(tmp, JSON.stringify(out, null, 2) + '\n');
+renameSync(tmp, join(here, 'results.json'));
+console.log(`wrote ${join(here, 'results.json')} (${students.length} students; teacher ${basename(teacherPath)})`);
