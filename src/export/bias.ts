@@ -3,7 +3,7 @@
  * emit for `conv(x) + b` or a bias kept outside the layer) goes into the layer's own bias, so the runtime does
  * one pass over the output instead of two and the quantizer sees an int32 bias instead of a float Add.
  */
-import { DataType, type Graph, type Model, type Node, type TensorData } from '../onnx/ir.js';
+import { DataType, type Model, type Node, type TensorData } from '../onnx/ir.js';
 import { float32ToFloat16, numel, tensorToFloat32 } from '../onnx/tensor.js';
 import type { ChangeRecord, Pass } from './pass.js';
 import { Constants, Names, isDefaultDomain, nodeLabel, readNames, record, useCounts } from './util.js';
@@ -21,7 +21,7 @@ function store(dt: DataType, dims: number[], v: Float64Array): TensorData {
 }
 
 /** The weight's dims, looking through a Cast or DequantizeLinear of an initializer (fp16 or int8 storage). */
-function weightTensor(g: Graph, consts: Constants, producer: Map<string, Node>, name: string | undefined): TensorData | undefined {
+function weightTensor(consts: Constants, producer: Map<string, Node>, name: string | undefined): TensorData | undefined {
   if (!name) return undefined;
   const c = consts.get(name);
   if (c) return c;
@@ -91,7 +91,7 @@ export function fuseBiasAdd(model: Model): { model: Model; changes: ChangeRecord
     if ((uses.get(pick.x) ?? 0) !== 1 || graphOutputs.has(pick.x)) { skip('the layer output is also read elsewhere'); continue; }
     const c = consts.get(pick.c)!;
     if (!FLOATS.has(c.dataType)) { skip(`the constant is ${DataType[c.dataType]}`); continue; }
-    const w = weightTensor(g, consts, producer, layer.inputs[1]);
+    const w = weightTensor(consts, producer, layer.inputs[1]);
     const shape = layerShape(layer, w);
     if (!shape) { skip('the layer weight shape is unknown'); continue; }
     const add64 = perChannel(c, shape);

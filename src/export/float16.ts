@@ -144,13 +144,13 @@ function toFloat16(model: Model, ctx: PassContext): PassResult {
 
   // 4. Every read gets the type its reader needs: float16 copies of initializers, Casts elsewhere.
   const initUses = new Map<string, { half: number; full: number }>();
-  const want = (n: Node, slot: number, v: string): DataType =>
+  const want = (n: Node, slot: number): DataType =>
     half.has(n) && !(FLOAT32_SLOTS[n.opType] ?? []).includes(slot) ? DataType.FLOAT16 : DataType.FLOAT;
   for (const n of g.nodes) {
     n.inputs.forEach((v, slot) => {
       if (!v || !isF32(v) || !inits.has(v) || graphInputs.has(v)) return;
       const u = initUses.get(v) ?? { half: 0, full: 0 };
-      if (want(n, slot, v) === DataType.FLOAT16) u.half++;
+      if (want(n, slot) === DataType.FLOAT16) u.half++;
       else u.full++;
       initUses.set(v, u);
     });
@@ -194,7 +194,7 @@ function toFloat16(model: Model, ctx: PassContext): PassResult {
   for (const n of g.nodes) {
     n.inputs = n.inputs.map((v, slot) => {
       if (!v || !isF32(v)) return v;
-      const need = want(n, slot, v);
+      const need = want(n, slot);
       if (halfInit.has(v)) {
         if (need === DataType.FLOAT16) return halfInit.get(v)!;
         return halfInit.get(v) === v ? cast(v, DataType.FLOAT) : v; // converted in place only when no float32 reader exists
