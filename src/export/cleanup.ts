@@ -158,4 +158,3 @@ export const removeDeadPass: Pass = {
 };
 
 export { removeDead, removeIdentities };
-export type { Graph };

@@ -304,3 +304,15 @@ test('simplify-reshape turns run-time targets that pass the batch through into c
   assert.equal(r.model.graph.nodes.filter((q) => q.opType === 'Shape').length, 1);
   for (const batch of [1, 3]) assert.equal(await outputDrift(m, r.model, X([batch, 4, 6], batch)), 0);
 });
+
+test('fold-batchnorm matches a hand-computed fold: w=2, b=1, gamma=3, beta=0.5, mean=1, var=3, eps=1 -> w=3, b=0.5', async () => {
+  const n = new Net();
+  const x = n.input('x', [1, 1, 2, 2]);
+  const c = n.op('Conv', [x, n.init('w', floatTensor([1, 1, 1, 1], [2])), n.init('b', floatTensor([1], [1]))]);
+  n.output(n.op('BatchNormalization', [c, n.init('g', floatTensor([1], [3])), n.init('be', floatTensor([1], [0.5])), n.init('mu', floatTensor([1], [1])), n.init('v', floatTensor([1], [3]))], { epsilon: f(1) }));
+  const r = foldBatchNormIntoConv(n.build());
+  const conv = r.model.graph.nodes[0]!;
+  const val = (name: string) => Array.from(r.model.graph.initializers.find((i) => i.name === name)!.values as Float32Array);
+  assert.deepEqual(val(conv.inputs[1]!), [3]);
+  assert.deepEqual(val(conv.inputs[2]!), [0.5]);
+});
