@@ -22,9 +22,10 @@ const readJson = (p) => JSON.parse(readFileSync(p, 'utf8'));
 const benchFiles = readdirSync(here).filter((d) => d.startsWith('bench') && existsSync(join(here, d, 'bench.json'))).map((d) => readJson(join(here, d, 'bench.json')));
 const bench = benchFiles.length ? { machine: benchFiles[0].machine, results: benchFiles.flatMap((b) => b.results), commands: benchFiles.map((b) => b.command ?? null) } : null;
 
-function latencyOf(modelPath) {
+function latencyOf(modelPath, fileIndex) {
   if (!bench) return null;
-  const r = bench.results.find((x) => resolve(x.model.path) === resolve(modelPath) && x.profile.name === 'cpu-2t');
+  const pool = fileIndex === undefined ? bench.results : benchFiles[fileIndex].results;
+  const r = pool.find((x) => resolve(x.model.path) === resolve(modelPath) && x.profile.name === 'cpu-2t');
   if (!r || r.skipped) return null;
   return { medianMs: r.latencyMs.median, p90Ms: r.latencyMs.p90, throughputImagesPerSecond: r.throughput?.imagesPerSecond ?? null, fileSizeBytes: r.model.fileSizeBytes, parameters: r.model.parameters, macsPerImage: r.model.macsPerImage };
 }
@@ -52,7 +53,12 @@ const students = runs.map((run) => {
   const d = readJson(join(runsDir, run, 'distill.json'));
   const test = evalOf(run);
   const cpu2t = latencyOf(d.studentPath);
-  const latencyRatio = cpu2t && teacher.cpu2t ? cpu2t.medianMs / teacher.cpu2t.medianMs : null;
+  // The latency ratio uses the teacher measured in the same bench call as the student when there is one
+  // (the shared machine's load changes between calls), else the first teacher measurement.
+  const sameCall = benchFiles.findIndex((b) => b.results.some((x) => resolve(x.model.path) === resolve(d.studentPath)) && b.results.some((x) => resolve(x.model.path) === resolve(teacherPath)));
+  const teacherRef = sameCall >= 0 ? latencyOf(teacherPath, sameCall) : teacher.cpu2t;
+  const studentRef = sameCall >= 0 ? latencyOf(d.studentPath, sameCall) : cpu2t;
+  const latencyRatio = studentRef && teacherRef ? studentRef.medianMs / teacherRef.medianMs : null;
   const sameImages = onTeacherImages(test);
   const diceRatio = sameImages && teacher.test ? sameImages.dice / teacher.test.dice : null;
   return {
@@ -75,7 +81,8 @@ const students = runs.map((run) => {
     studentPath: d.studentPath,
     test: test ? { ...test, perImageDice: undefined } : null,
     testOnTeacherImages: sameImages,
-    cpu2t,
+    cpu2t: studentRef,
+    teacherCpu2tSameCall: sameCall >= 0 ? teacherRef : null,
     latencyVsTeacher: latencyRatio,
     diceVsTeacher: diceRatio,
     meetsTarget: latencyRatio !== null && diceRatio !== null ? latencyRatio <= 0.1 && diceRatio >= 0.97 : null,
