@@ -104,8 +104,8 @@ async function isDir(p: string): Promise<boolean> {
   }
 }
 
-/** Files under `dir` (hidden entries skipped), at most `depth` folders deep. */
-async function walk(dir: string, depth: number): Promise<string[]> {
+/** Files under `dir` (hidden entries skipped, sorted by name), at most `depth` folders deep. */
+export async function walk(dir: string, depth: number): Promise<string[]> {
   const out: string[] = [];
   let entries: Dirent[];
   try {

@@ -10,6 +10,7 @@ import { writeFileAtomic } from '../util/atomic.js';
 import { Progress } from '../util/progress.js';
 import { IMAGE_EXTENSIONS, decodeImage, writeMaskPng, writeOverlayPng, writeProbabilityPng, type DecodedImage } from './image.js';
 import { Segmenter, type SegmenterOptions } from './segmenter.js';
+import { walk } from './dataset.js';
 
 export interface Failure {
   path: string;
@@ -40,22 +41,7 @@ export function globToRegExp(pattern: string): RegExp {
 const hasGlob = (s: string): boolean => /[*?]/.test(s);
 
 async function walkImages(dir: string, depth = 16): Promise<string[]> {
-  const out: string[] = [];
-  let entries: Dirent[];
-  try {
-    entries = await fs.readdir(dir, { withFileTypes: true });
-  } catch {
-    return out;
-  }
-  entries.sort((a, b) => a.name.localeCompare(b.name));
-  for (const e of entries) {
-    if (e.name.startsWith('.')) continue;
-    const p = join(dir, e.name);
-    if (e.isDirectory()) {
-      if (depth > 0) out.push(...(await walkImages(p, depth - 1)));
-    } else if (isImageName(e.name)) out.push(p);
-  }
-  return out;
+  return (await walk(dir, depth)).filter((p) => isImageName(basename(p)));
 }
 
 /** Files matching a glob: path segments with * and ?, and `**` for any number of folders. */
