@@ -6,17 +6,12 @@ import * as ort from 'onnxruntime-node';
 import { DataType, type Attribute, type Dim, type Model, type Node, type TensorData } from '../../src/onnx/ir.js';
 import { encodeModel } from '../../src/onnx/io.js';
 import { floatTensor, fromOrtTensor, tensorToFloat32 } from '../../src/onnx/tensor.js';
+import { mulberry32 } from '../../src/runtime/metrics.js';
 
-/** A seeded uniform generator in [-1, 1) (mulberry32), so tests are repeatable. */
+/** A seeded uniform generator in [-1, 1), so tests are repeatable. */
 export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296 * 2 - 1;
-  };
+  const u = mulberry32(seed);
+  return () => u() * 2 - 1;
 }
 
 export function randomTensor(dims: number[], seed: number, scale = 1, offset = 0): TensorData {
