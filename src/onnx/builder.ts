@@ -228,9 +228,13 @@ export class GraphBuilder {
       nodeNames: new NameGen(graph, 'nodes'),
       model: isModel ? source : undefined,
       pendingOutputs: new Set<string>(),
+      renamed: new Map<string, string>(),
     });
     return b;
   }
+
+  /** Values that output() renamed: old name -> new name, so later nodes can still use the old one. */
+  private renamed = new Map<string, string>();
 
   private claim(name: string, what: string): string {
     if (this.names.has(name)) throw new LesionFuseError(`${what} '${name}': the name is already used in graph '${this.graph.name}'`);
@@ -272,7 +276,9 @@ export class GraphBuilder {
       nodeName = opts.name;
     } else nodeName = this.nodeNames.next(base);
     const outputs = opts.outputs ? opts.outputs.map((o) => (o === '' ? '' : this.claim(o, 'value'))) : Array.from({ length: n }, (_, i) => this.names.next(n === 1 ? `${nodeName}_out` : `${nodeName}_out${i}`));
-    const node = makeNode(opType, inputs, outputs, attrs, { ...opts, name: nodeName });
+    // A value renamed by output() is still reachable under the name op() returned for it.
+    const resolved = inputs.map((i) => this.renamed.get(i) ?? i);
+    const node = makeNode(opType, resolved, outputs, attrs, { ...opts, name: nodeName });
     this.graph.nodes.push(node);
     return node;
   }
@@ -300,6 +306,7 @@ export class GraphBuilder {
       if (producer) {
         producer.outputs[producer.outputs.indexOf(value)] = name;
         replaceAllUses(this.graph, value, name);
+        this.renamed.set(value, name);
       } else {
         this.graph.nodes.push(makeNode('Identity', [value], [name], {}, { name: this.nodeNames.next('identity') }));
       }

@@ -108,3 +108,18 @@ describe('GraphBuilder', () => {
     assert.throws(() => b.initializer('x', floatTensor([1], [0])), /already used/);
   });
 });
+
+describe('GraphBuilder.output renaming', () => {
+  it('keeps a renamed value usable under the name op() returned for it', () => {
+    const b = new GraphBuilder('renamed');
+    const x = b.input('x', DataType.FLOAT, [1, 2]);
+    const y = b.op('Relu', [x]);
+    b.output(y, 'features', { dataType: DataType.FLOAT, shape: [1, 2] });
+    const z = b.op('Neg', [y]);
+    b.output(z, 'neg_out', { dataType: DataType.FLOAT, shape: [1, 2] });
+    const m = b.build({ opset: 17 });
+    const neg = m.graph.nodes.find((n) => n.opType === 'Neg')!;
+    assert.deepEqual(neg.inputs, ['features']);
+    assert.deepEqual(checkModel(m).filter((issue) => issue.severity === 'error'), []);
+  });
+});
