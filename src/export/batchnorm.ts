@@ -8,6 +8,7 @@
  */
 import { DataType, type Graph, type Initializer, type Model, type Node, type TensorData } from '../onnx/ir.js';
 import { float32ToFloat16, numel, tensorToFloat32 } from '../onnx/tensor.js';
+import { readFloatAttr, readIntAttr } from '../onnx/graph.js';
 import type { ChangeRecord, Pass } from './pass.js';
 import { Constants, Names, isDefaultDomain, nodeLabel, readNames, record, useCounts } from './util.js';
 
@@ -79,14 +80,6 @@ export interface FoldBatchNormResult {
   folded: number;
 }
 
-function intAttr(n: Node, name: string, dflt: number): number {
-  const a = n.attributes[name];
-  return a && a.type === 'int' ? a.value : dflt;
-}
-function floatAttr(n: Node, name: string, dflt: number): number {
-  const a = n.attributes[name];
-  return a && (a.type === 'float' || a.type === 'int') ? a.value : dflt;
-}
 
 /**
  * Fold every BatchNormalization that directly follows a Conv, ConvTranspose or Gemm (whose output nothing
@@ -119,8 +112,8 @@ export function foldBatchNormIntoConv(model: Model): FoldBatchNormResult {
     const layer = x ? producer.get(x) : undefined;
     if (!x || !layer || !isDefaultDomain(layer) || !['Conv', 'ConvTranspose', 'Gemm'].includes(layer.opType)) continue; // nothing to fold into: not a skip
     const layerLabel = nodeLabel(layer, g);
-    if (intAttr(bn, 'training_mode', 0) !== 0) { skip('training_mode=1'); continue; }
-    if (intAttr(bn, 'spatial', 1) !== 1) { skip('spatial=0 (opset < 9 per-activation BN)'); continue; }
+    if (readIntAttr(bn, 'training_mode', 0) !== 0) { skip('training_mode=1'); continue; }
+    if (readIntAttr(bn, 'spatial', 1) !== 1) { skip('spatial=0 (opset < 9 per-activation BN)'); continue; }
     if (bn.outputs.slice(1).some((o) => o && ((uses.get(o) ?? 0) > 0 || graphOutputs.has(o)))) { skip('its running mean/var outputs are used'); continue; }
     if ((uses.get(x) ?? 0) !== 1 || graphOutputs.has(x)) { skip(`the output of ${layer.opType} ${layerLabel} is also read elsewhere`); continue; }
     const params = bn.inputs.slice(1, 5).map((n) => (n ? consts.get(n) : undefined));
@@ -135,7 +128,7 @@ export function foldBatchNormIntoConv(model: Model): FoldBatchNormResult {
     const chOf = outputChannelOf(layer, w, channels);
     if (!chOf) { skip(`the weight shape [${w.dims.join(',')}] of ${layer.opType} ${layerLabel} does not match ${channels} channels`); continue; }
 
-    const eps = floatAttr(bn, 'epsilon', 1e-5);
+    const eps = readFloatAttr(bn, 'epsilon', 1e-5);
     // BN's epsilon attribute is a float32; onnxruntime adds it in float32, so round it the same way.
     const epsF = Math.fround(eps);
     const s = new Float64Array(channels);
@@ -153,7 +146,7 @@ export function foldBatchNormIntoConv(model: Model): FoldBatchNormResult {
         const lead = c.dims.slice(0, -1).every((d) => d === 1);
         if (!(n === 1 || (n === channels && last === channels && lead))) { skip(`the C input of Gemm ${layerLabel} has shape [${c.dims.join(',')}], not per-channel`); continue; }
         const cv = asFloat64(c);
-        const betaG = floatAttr(layer, 'beta', 1);
+        const betaG = readFloatAttr(layer, 'beta', 1);
         for (let k = 0; k < channels; k++) bias[k] = betaG * cv[n === 1 ? 0 : k]!;
       }
     } else if (bName) {

@@ -227,3 +227,15 @@ export function removeUnusedNodes(g: Graph): number {
   g.initializers = g.initializers.filter((t) => needed.has(t.name));
   return before - g.nodes.length;
 }
+
+/** An INT attribute of `node`, or `dflt` when it is absent. */
+export function readIntAttr(node: Node, name: string, dflt: number): number {
+  const a = node.attributes[name];
+  return a && a.type === 'int' ? a.value : dflt;
+}
+
+/** A FLOAT attribute of `node` (an INT written by a lax exporter counts too), or `dflt` when absent. */
+export function readFloatAttr(node: Node, name: string, dflt: number): number {
+  const a = node.attributes[name];
+  return a && (a.type === 'float' || a.type === 'int') ? a.value : dflt;
+}

@@ -14,7 +14,7 @@
  */
 import { DataType, defaultOpset, type Attribute, type Graph, type Initializer, type Model, type Node } from '../onnx/ir.js';
 import { numel, tensorToFloat32 } from '../onnx/tensor.js';
-import { cloneModel } from '../onnx/graph.js';
+import { cloneModel, readFloatAttr, readIntAttr } from '../onnx/graph.js';
 import { inferShapes } from '../onnx/shape.js';
 import { LesionFuseError } from '../util/errors.js';
 import {
@@ -83,14 +83,6 @@ function isDefaultDomain(n: Node): boolean {
   return n.domain === '' || n.domain === 'ai.onnx';
 }
 
-function intAttr(n: Node, name: string, dflt: number): number {
-  const a = n.attributes[name];
-  return a && a.type === 'int' ? a.value : dflt;
-}
-function floatAttr(n: Node, name: string, dflt: number): number {
-  const a = n.attributes[name];
-  return a && (a.type === 'float' || a.type === 'int') ? a.value : dflt;
-}
 
 /** A constant behind a value name: an initializer, a Constant node, or a Cast to float of either (fp16 storage). */
 export interface ConstantValue {
@@ -141,7 +133,7 @@ class GraphIndex {
       const v = p.attributes['value'];
       return v && v.type === 'tensor' && isFloatType(v.value.dataType) ? { values: tensorToFloat32(v.value), dims: [...v.value.dims] } : null;
     }
-    if (p.opType === 'Cast' && intAttr(p, 'to', 0) === DataType.FLOAT && p.inputs[0]) return this.constant(p.inputs[0]);
+    if (p.opType === 'Cast' && readIntAttr(p, 'to', 0) === DataType.FLOAT && p.inputs[0]) return this.constant(p.inputs[0]);
     // exporters route shared initializers through Identity
     if (p.opType === 'Identity' && p.inputs[0]) return this.constant(p.inputs[0]);
     return null;
@@ -204,8 +196,8 @@ function unsupportedReason(n: Node, idx: GraphIndex, opts: QdqOptions): string |
     case 'Gemm': {
       const w = n.inputs[1] ? idx.constant(n.inputs[1]) : null;
       if (!w || w.dims.length !== 2) return 'weight is not a constant 2-D float tensor';
-      if (intAttr(n, 'transA', 0) !== 0) return 'transA=1 is not supported';
-      if (floatAttr(n, 'alpha', 1) !== 1) return `alpha=${floatAttr(n, 'alpha', 1)} is not supported`;
+      if (readIntAttr(n, 'transA', 0) !== 0) return 'transA=1 is not supported';
+      if (readFloatAttr(n, 'alpha', 1) !== 1) return `alpha=${readFloatAttr(n, 'alpha', 1)} is not supported`;
       return null;
     }
     case 'MatMul': {
@@ -482,9 +474,9 @@ function weightAxis(n: Node, dims: number[]): number | null {
       return 0;
     case 'ConvTranspose':
       // W is [C_in, C_out / group, k...]: axis 1 is per output channel only when group == 1
-      return intAttr(n, 'group', 1) === 1 ? 1 : null;
+      return readIntAttr(n, 'group', 1) === 1 ? 1 : null;
     case 'Gemm':
-      return intAttr(n, 'transB', 0) === 1 ? 0 : 1;
+      return readIntAttr(n, 'transB', 0) === 1 ? 0 : 1;
     case 'MatMul':
       return dims.length - 1;
     default:
@@ -634,9 +626,9 @@ export function insertQdq(
     let axis = perChannel ? weightAxis(n, w.dims) : null;
     const channels = axis === null ? 1 : w.dims[axis]!;
     // an int32 bias needs a 1-D bias with one value per output (Gemm's C may broadcast a matrix)
-    const outputs = n.opType === 'Gemm' ? w.dims[intAttr(n, 'transB', 0) === 1 ? 0 : 1]! : n.opType === 'Conv' ? w.dims[0]! : w.dims[1]! * intAttr(n, 'group', 1);
+    const outputs = n.opType === 'Gemm' ? w.dims[readIntAttr(n, 'transB', 0) === 1 ? 0 : 1]! : n.opType === 'Conv' ? w.dims[0]! : w.dims[1]! * readIntAttr(n, 'group', 1);
     if (bias && (bias.dims.length !== 1 || numel(bias.dims) !== outputs)) bias = null;
-    if (n.opType === 'Gemm' && floatAttr(n, 'beta', 1) !== 1) bias = null;
+    if (n.opType === 'Gemm' && readFloatAttr(n, 'beta', 1) !== 1) bias = null;
     if (axis !== null && bias && bias.values.length !== channels) axis = null; // e.g. grouped ConvTranspose
     const wq = names.fresh(`${wName}_quantized`);
     const ws = names.fresh(`${wName}_scale`);

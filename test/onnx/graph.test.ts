@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { producerMap, consumerMap, topologicalOrder, NameGen, uniqueName, cloneModel, initializerMap, removeUnusedNodes } from '../../src/onnx/graph.js';
+import { producerMap, consumerMap, topologicalOrder, NameGen, uniqueName, cloneModel, initializerMap, removeUnusedNodes, readIntAttr, readFloatAttr } from '../../src/onnx/graph.js';
 import { GraphBuilder, makeNode } from '../../src/onnx/builder.js';
 import { DataType } from '../../src/onnx/ir.js';
 import { floatTensor } from '../../src/onnx/tensor.js';
@@ -75,5 +75,15 @@ describe('graph queries', () => {
     m.graph.initializers.push({ name: 'unused', ...floatTensor([1], [0]) });
     assert.equal(removeUnusedNodes(m.graph), 1);
     assert.equal(m.graph.initializers.length, 0);
+  });
+});
+
+describe('attribute readers', () => {
+  it('read ints and floats with defaults, accepting an INT where ONNX defines a FLOAT', () => {
+    const n = makeNode('BatchNormalization', ['x', 's', 'b', 'm', 'v'], ['y'], { epsilon: { type: 'int', value: 1 }, training_mode: 0 });
+    assert.equal(readIntAttr(n, 'training_mode', 7), 0);
+    assert.equal(readIntAttr(n, 'spatial', 1), 1);
+    assert.equal(readFloatAttr(n, 'epsilon', 1e-5), 1);
+    assert.equal(readFloatAttr(n, 'momentum', 0.9), 0.9);
   });
 });
