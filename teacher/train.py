@@ -180,7 +180,8 @@ def build_from_config(cfg: dict) -> nn.Module:
     )
 
 
-def train(cfg: dict, out_dir: str, stop_after_steps: Optional[int] = None, quiet: bool = False) -> dict:
+def train(cfg: dict, out_dir: str, stop_after_steps: Optional[int] = None, quiet: bool = False,
+          until_epoch: Optional[int] = None) -> dict:
     """Run (or resume) training. `stop_after_steps` ends the process-equivalent abruptly after that many
     global steps without writing anything (used by the tests to simulate a kill)."""
     tc = cfg["train"]
@@ -313,7 +314,7 @@ def train(cfg: dict, out_dir: str, stop_after_steps: Optional[int] = None, quiet
     if step > 0 and step % steps_per_epoch == 0 and step // steps_per_epoch > epochs_validated:
         end_of_epoch(step // steps_per_epoch)
     model.train()
-    while step < total_steps:
+    while step < total_steps and not (until_epoch is not None and epochs_validated >= until_epoch):
         epoch = step // steps_per_epoch  # 0-based epoch being trained
         perm = torch.randperm(n_train, generator=torch.Generator().manual_seed(seed * 1000 + epoch)).numpy()
         k = step % steps_per_epoch
@@ -354,6 +355,10 @@ def train(cfg: dict, out_dir: str, stop_after_steps: Optional[int] = None, quiet
             return {"step": step, "model": model}
         if step % steps_per_epoch == 0:
             end_of_epoch(step // steps_per_epoch)
+            if until_epoch is not None and step // steps_per_epoch >= until_epoch:
+                log(f"stopping after epoch {until_epoch} (--until-epoch); the schedule still spans "
+                    f"{tc['epochs']} epochs, so a later run resumes on the same curve")
+                break
         elif step % int(tc["ckpt_every"]) == 0:
             checkpoint()
     return {"step": step, "model": model, "best_dice": best_dice, "history": history}
@@ -368,6 +373,9 @@ def main(argv: Optional[list] = None) -> None:
     ap.add_argument("--weights", default=None,
                     help="local ImageNet weight file(s): FILE, or cnn=FILE,vit=FILE")
     ap.add_argument("--epochs", type=int, default=None, help="override train.epochs")
+    ap.add_argument("--until-epoch", type=int, default=None,
+                    help="stop cleanly after validating this epoch, keeping the schedule of train.epochs "
+                         "(a budget-matched comparison run; resume later to go on)")
     ap.add_argument("--threads", type=int, default=None,
                     help="override train.num_threads (1 is faster than 2 when other work shares the 2 cores)")
     a = ap.parse_args(argv)
@@ -384,7 +392,7 @@ def main(argv: Optional[list] = None) -> None:
     if a.threads:
         over.setdefault("train", {})["num_threads"] = a.threads
     cfg = load_config(a.config, over)
-    res = train(cfg, a.out)
+    res = train(cfg, a.out, until_epoch=a.until_epoch)
     if _dist_info()[1] == 0:  # only rank 0 validates
         print(json.dumps({"done_steps": res["step"], "best_val_dice": res.get("best_dice")}), flush=True)
     if dist.is_initialized():

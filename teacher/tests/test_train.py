@@ -51,3 +51,18 @@ def test_comparison_teachers_train_from_their_configs(tmp_path):
         assert cfg["model"] == name
         res = train(cfg, str(tmp_path / name), quiet=True)
         assert res["step"] == 1 and len(res["history"]) == 1
+
+
+def test_until_epoch_stops_on_the_planned_schedule_and_resumes_exactly(tmp_path):
+    cfg = _cfg()  # 2 epochs planned, cosine over 4 steps
+    straight = train(cfg, str(tmp_path / "a"), quiet=True)
+    first = train(cfg, str(tmp_path / "b"), quiet=True, until_epoch=1)
+    ck = load_checkpoint(tmp_path / "b" / "last.pt")
+    assert first["step"] == 2 and ck["epochs_validated"] == 1
+    assert ck["scheduler"]["total"] == 4  # the schedule was not shortened to the budget
+    again = train(cfg, str(tmp_path / "b"), quiet=True, until_epoch=1)  # already there: no step taken
+    assert again["step"] == 2
+    resumed = train(cfg, str(tmp_path / "b"), quiet=True)
+    assert resumed["step"] == 4
+    sa, sb = straight["model"].state_dict(), resumed["model"].state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
