@@ -28,11 +28,12 @@ import { planQuantization, insertQdq, type QdqOptions } from '../src/quantize/qd
 import { quantizeDynamicMatMuls } from '../src/quantize/dynamic.js';
 import { collectRanges, createCalibrator, type CalibrationBatch } from '../src/quantize/calibrate.js';
 import {
-  modelIO, calibrationImages, imageBatches, loadMaskedImages, diceAtModelResolution, decideActivations, decideReduceRange, cpuInt8Features,
+  modelIO, calibrationImages, imageBatches, loadMaskedImages, diceAtModelResolutionPerImage, decideActivations, decideReduceRange, cpuInt8Features,
 } from '../src/quantize/quantize.js';
 import { profileKernels } from '../src/quantize/kernels.js';
 import { writeJsonAtomic, writeFileAtomic } from '../src/util/atomic.js';
 import { VERSION } from '../src/version.js';
+import { bootstrapCI, meanOf } from '../src/runtime/metrics.js';
 
 interface Args {
   models: { path: string; name: string }[];
@@ -47,10 +48,12 @@ interface Args {
   python: string;
   /** Extra calibrators for the default LesionFuse settings (variants lesionfuse-<method>). */
   calibrators: string[];
+  /** Only these variants (fp32 is always measured); empty = all. */
+  variants: string[];
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { models: [], data: '../shared/data', calibLimit: 32, testLimit: 64, runs: 30, warmup: 5, out: 'reports/quantize', work: 'tmp/quantize-bench', skipPeer: false, python: 'teacher/.venv/bin/python', calibrators: [] };
+  const a: Args = { models: [], data: '../shared/data', calibLimit: 32, testLimit: 64, runs: 30, warmup: 5, out: 'reports/quantize', work: 'tmp/quantize-bench', skipPeer: false, python: 'teacher/.venv/bin/python', calibrators: [], variants: [] };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i]!;
     const v = () => argv[++i]!;
@@ -67,6 +70,7 @@ function parseArgs(argv: string[]): Args {
     else if (k === '--work') a.work = v();
     else if (k === '--python') a.python = v();
     else if (k === '--skip-peer') a.skipPeer = true;
+    else if (k === '--variants') a.variants = v().split(',').filter(Boolean);
     else if (k === '--calibrators') a.calibrators = v().split(',').filter((m) => m && m !== 'minmax');
     else throw new Error(`unknown argument ${k}`);
   }
@@ -124,6 +128,7 @@ async function benchModel(a: Args, spec: { path: string; name: string }) {
     { name: 'lesionfuse-u8-per-tensor', description: 'the trap: uint8 activations, uint8 per-tensor weights (no per-channel scales)', qdq: { ...base, activationType: 'uint8', weightType: 'uint8', perChannel: false, reduceRange: false } },
   ];
   if (hasWeightMatMul) configs.push({ name: 'lesionfuse-dynamic-matmul', description: 'LesionFuse default + weight MatMuls in dynamic INT8', qdq: { ...configs[0]!.qdq, dynamicMatMuls: true }, dynamic: true });
+  const wanted = (name: string) => a.variants.length === 0 || a.variants.includes(name);
 
   // LesionFuse: one timed calibration (the default plan needs the most tensors), then each variant's insertion
   const t0 = performance.now();
@@ -131,6 +136,7 @@ async function benchModel(a: Args, spec: { path: string; name: string }) {
   const cal = await collectRanges(fp32, plan0.calibrate, batches, createCalibrator('minmax'), { inputShape: [3, io.height, io.width], threads: 2, progress: false });
   const calSeconds = (performance.now() - t0) / 1000;
   for (const c of configs) {
+    if (!wanted(c.name)) continue;
     const t1 = performance.now();
     const plan = planQuantization(fp32, c.qdq);
     let m: Model = insertQdq(fp32, plan, cal.ranges, c.qdq).model;
@@ -156,7 +162,7 @@ async function benchModel(a: Args, spec: { path: string; name: string }) {
 
   // the peer
   let peer: { seconds: number; onnxruntime: string } | null = null;
-  if (!a.skipPeer) {
+  if (!a.skipPeer && wanted('onnxruntime-peer')) {
     const p = join(work, 'onnxruntime-peer.onnx');
     const out = execFileSync(a.python, ['bench/peer_quantize.py', 'static', fp32Path, p, calibDir, '--calibrator', 'minmax'], { encoding: 'utf8', maxBuffer: 1 << 26, stdio: ['ignore', 'pipe', 'pipe'] });
     const line = out.trim().split('\n').filter((l) => l.startsWith('{')).pop()!;
@@ -168,17 +174,25 @@ async function benchModel(a: Args, spec: { path: string; name: string }) {
   // Dice on the test split at the model's resolution
   const test = await loadMaskedImages(a.data, 'test', io, a.testLimit, 4);
   const dice: Record<string, number> = {};
+  const perImage: Record<string, number[]> = {};
   if (test) {
     for (const v of variants) {
-      dice[v.name] = await diceAtModelResolution(await readModel(v.path), io, test, 2);
+      perImage[v.name] = await diceAtModelResolutionPerImage(await readModel(v.path), io, test, 2);
+      dice[v.name] = meanOf(perImage[v.name]!).mean;
       console.error(`[${spec.name}] test Dice ${v.name}: ${dice[v.name]!.toFixed(4)}`);
     }
   }
+  // Paired differences on the same images (a mean over 24 images moves by more than the gaps being judged)
+  const paired = (a: string, b: string) => {
+    if (!perImage[a] || !perImage[b]) return null;
+    const d = perImage[a]!.map((x, i) => x - perImage[b]![i]!);
+    return { mean: meanOf(d).mean, ci95: bootstrapCI(d, { seed: 0 }), better: d.filter((x) => x > 0).length, worse: d.filter((x) => x < 0).length, n: d.length };
+  };
 
   // same settings, same calibration tensors: how far apart are LesionFuse's and the peer's INT8 models?
   const x = batches[0]!.data.slice(0, 3 * io.height * io.width);
   let peerParity: { maxAbsLogitDiff: number; maskAgreement: number; note: string } | null = null;
-  if (peer) {
+  if (peer && variants.some((v) => v.name === 'lesionfuse-s8s8-8bit')) {
     const outOf = async (p: string) => {
       const s = await ort.InferenceSession.create(p, { graphOptimizationLevel: 'disabled', intraOpNumThreads: 2 });
       const y = (await s.run({ [io.inputName]: new ort.Tensor('float32', x, [1, 3, io.height, io.width]) }))[io.outputName]!.data as Float32Array;
@@ -235,6 +249,8 @@ async function benchModel(a: Args, spec: { path: string; name: string }) {
     quantizeSeconds: v.quantizeSeconds ?? null,
     calibrationSeconds: v.calibrationSeconds ?? null,
     kernels: kernels[v.name]!.slice(0, 8),
+    diceVsFp32: v.name === 'fp32' ? null : paired(v.name, 'fp32'),
+    diceVsPeer: v.name === 'onnxruntime-peer' ? null : paired(v.name, 'onnxruntime-peer'),
   }));
   return { model: spec.name, source: spec.path, input: `${io.height}x${io.width}`, batchNormFolded: folded, calibrationImages: paths.length, testImages: test?.images ?? 0, peerParity, rows };
 }
@@ -249,6 +265,14 @@ function markdown(res: Awaited<ReturnType<typeof benchModel>>[], header: string)
       const l2 = row.latencyMs['cpu-2t'];
       const l1 = row.latencyMs['cpu-1t'];
       out.push(`| ${row.variant} | ${row.testDice?.toFixed(4) ?? 'n/a'} | ${row.diceDropVsFp32?.toFixed(4) ?? 'n/a'} | ${l2.median.toFixed(1)} (${l2.p90.toFixed(1)}) | ${row.latencyRatioVsFp32['cpu-2t'].toFixed(2)} | ${l1.median.toFixed(1)} (${l1.p90.toFixed(1)}) | ${row.latencyRatioVsFp32['cpu-1t'].toFixed(2)} | ${(row.fileBytes / 1e6).toFixed(2)} | ${row.quantizeSeconds?.toFixed(1) ?? ''} |`);
+    }
+    const ci = (p: { mean: number; ci95: [number, number]; better: number; worse: number } | null) =>
+      p ? `${p.mean >= 0 ? '+' : ''}${p.mean.toFixed(4)} [${p.ci95[0].toFixed(4)}, ${p.ci95[1].toFixed(4)}] (${p.better} better, ${p.worse} worse)` : '-';
+    if (r.rows.some((row) => row.diceVsFp32 || row.diceVsPeer)) {
+      out.push(`\nPaired Dice differences on the same ${r.testImages} test images (variant minus reference; 95% bootstrap interval of the mean difference; images better / worse):\n`);
+      out.push('| variant | vs fp32 | vs onnxruntime-peer |');
+      out.push('|---|---|---|');
+      for (const row of r.rows) if (row.variant !== 'fp32') out.push(`| ${row.variant} | ${ci(row.diceVsFp32)} | ${ci(row.diceVsPeer)} |`);
     }
     if (r.peerParity) out.push(`\nSame settings as the peer (lesionfuse-s8s8-8bit vs onnxruntime-peer): max |logit difference| ${r.peerParity.maxAbsLogitDiff.toExponential(2)}, mask agreement ${(100 * r.peerParity.maskAgreement).toFixed(4)}% (${r.peerParity.note}).`);
     out.push('\nKernels onnxruntime ran (1 thread, one run; top 8 by time):\n');

@@ -1,6 +1,6 @@
 /** INT8 quantization: the public surface (see ARCHITECTURE.md section 5 and QUANTIZATION.md). */
 export {
-  quantize, quantizeFile, quantizationRecord, calibrationImages, loadMaskedImages, diceAtModelResolution, modelIO, cpuInt8Features,
+  quantize, quantizeFile, quantizationRecord, calibrationImages, loadMaskedImages, diceAtModelResolution, diceAtModelResolutionPerImage, modelIO, cpuInt8Features,
   type QuantizeOptions, type QuantizeResult, type LayerSensitivity, type MaskedImageSet, type ModelIO,
 } from './quantize.js';
 export {

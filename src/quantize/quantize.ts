@@ -269,12 +269,17 @@ export async function loadMaskedImages(source: string, split: 'train' | 'val' | 
 
 /** Mean Dice of `model` on a masked image set at the model's resolution (onnxruntime-node, CPU). */
 export async function diceAtModelResolution(model: Model, io: ModelIO, val: MaskedImageSet, threads: number): Promise<number> {
+  const per = await diceAtModelResolutionPerImage(model, io, val, threads);
+  return per.reduce((a, b) => a + b, 0) / per.length;
+}
+
+/** Dice of each image of `val` (in its order) at the model's input resolution: for paired comparisons. */
+export async function diceAtModelResolutionPerImage(model: Model, io: ModelIO, val: MaskedImageSet, threads: number): Promise<number[]> {
   const session = await ort.InferenceSession.create(encodeModel(model), { intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: 'all' });
   const plane = io.height * io.width;
   const t = io.meta.threshold;
   const logitCut = Math.log(t / (1 - t));
-  let sum = 0;
-  let n = 0;
+  const per: number[] = [];
   try {
     for (const b of val.batches) {
       const out = await session.run({ [io.inputName]: new ort.Tensor('float32', b.data, [b.n, 3, io.height, io.width]) }, [io.outputName]);
@@ -284,14 +289,13 @@ export async function diceAtModelResolution(model: Model, io: ModelIO, val: Mask
         const pred = new Uint8Array(plane);
         const cut = io.meta.output === 'logits' ? logitCut : t;
         for (let p = 0; p < plane; p++) pred[p] = y[i * plane + p]! > cut ? 1 : 0;
-        sum += dice(pred, b.masks[i]!);
-        n++;
+        per.push(dice(pred, b.masks[i]!));
       }
     }
   } finally {
     await session.release();
   }
-  return sum / n;
+  return per;
 }
 
 /** Build the INT8 model for a plan (static QDQ, then dynamic MatMuls when asked). */
