@@ -2,21 +2,26 @@
 // training summaries (distill.json of each run), test-split evaluations (lesionfuse eval -> metrics.json)
 // and cpu-2t latency (lesionfuse bench -> bench.json), and checks the issue's targets.
 //
-//   node reports/distill/collect.mjs RUNS_DIR TEACHER.onnx run1 run2 ...
+//   node reports/distill/collect.mjs [--dir reports/distill/<folder>] RUNS_DIR TEACHER.onnx run1 run2 ...
 //
 // RUNS_DIR/<run>/distill.json come from `lesionfuse distill --out RUNS_DIR/<run>`;
 // reports/distill/eval/<name>/metrics.json from `lesionfuse eval ... --out reports/distill/eval/<name>`
 // (name = 'teacher' or the run name); reports/distill/bench/bench.json from `lesionfuse bench`.
-import { readFileSync, writeFileSync, renameSync, existsSync, readdirSync } from 'node:fs';
+import { readFileSync, writeFileSync, renameSync, existsSync, readdirSync, mkdirSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { bootstrapCI } from '../../dist/src/runtime/metrics.js';
 
-const [runsDir, teacherPath, ...runs] = process.argv.slice(2);
+const argv = process.argv.slice(2);
+let here = resolve('reports/distill');
+if (argv[0] === '--dir') {
+  here = resolve(argv[1]);
+  argv.splice(0, 2);
+}
+const [runsDir, teacherPath, ...runs] = argv;
 if (!runsDir || !teacherPath || runs.length === 0) {
-  console.error('usage: node reports/distill/collect.mjs RUNS_DIR TEACHER.onnx run1 [run2 ...]');
+  console.error('usage: node reports/distill/collect.mjs [--dir DIR] RUNS_DIR TEACHER.onnx run1 [run2 ...]');
   process.exit(2);
 }
-const here = resolve('reports/distill');
 const readJson = (p) => JSON.parse(readFileSync(p, 'utf8'));
 // Every reports/distill/bench*/bench.json (one `lesionfuse bench` call each), merged.
 const benchFiles = readdirSync(here).filter((d) => d.startsWith('bench') && existsSync(join(here, d, 'bench.json'))).map((d) => readJson(join(here, d, 'bench.json')));
@@ -79,7 +84,7 @@ const students = runs.map((run) => {
     teacherValDiceAtModelResolution: d.teacherValDice,
     history: d.history,
     studentPath: d.studentPath,
-    test: test ? { ...test, perImageDice: undefined } : null,
+    test,
     testOnTeacherImages: sameImages,
     cpu2t: studentRef,
     teacherCpu2tSameCall: sameCall >= 0 ? teacherRef : null,
@@ -94,12 +99,21 @@ const pairs = [];
 for (const s of students.filter((x) => x.kd)) {
   const base = students.find((x) => !x.kd && x.student === s.student && x.width === s.width && x.steps === s.steps && x.trainImages === s.trainImages);
   if (base && s.test && base.test) {
-    pairs.push({ student: s.student, kd: s.name, masksOnly: base.name, testDiceKd: s.test.dice, testDiceMasksOnly: base.test.dice, difference: s.test.dice - base.test.dice, kdCi95: s.test.dice_ci95, masksOnlyCi95: base.test.dice_ci95, note: 'same student, same images, same steps' });
+    // paired over the same test images: the interval of the mean per-image difference
+    const d = [...s.test.perImageDice.entries()].filter(([id]) => base.test.perImageDice.has(id)).map(([id, v]) => v - base.test.perImageDice.get(id));
+    pairs.push({
+      student: s.student, kd: s.name, masksOnly: base.name, testDiceKd: s.test.dice, testDiceMasksOnly: base.test.dice, difference: s.test.dice - base.test.dice,
+      kdCi95: s.test.dice_ci95, masksOnlyCi95: base.test.dice_ci95,
+      paired: { n_images: d.length, mean: d.reduce((a, b) => a + b, 0) / d.length, ci95: bootstrapCI(d), kdBetter: d.filter((x) => x > 0).length, kdWorse: d.filter((x) => x < 0).length },
+      note: 'same student, same images, same steps',
+    });
   }
 }
+for (const s of students) if (s.test) s.test = { ...s.test, perImageDice: undefined };
 
 if (teacher.test) teacher.test = { ...teacher.test, perImageDice: undefined };
 const out = { created_at: new Date().toISOString(), machine: bench?.machine ?? null, teacher, students, kdVsMasksOnly: pairs, command: `node reports/distill/collect.mjs ${process.argv.slice(2).join(' ')}` };
+mkdirSync(here, { recursive: true });
 const tmp = join(here, `.results.json.${process.pid}.tmp`);
 writeFileSync(tmp, JSON.stringify(out, null, 2) + '\n');
 renameSync(tmp, join(here, 'results.json'));
