@@ -42,7 +42,8 @@ function evalOf(name) {
   const perSource = {};
   for (const [k, v] of Object.entries(m.per_source ?? {})) perSource[k] = { n: v.n_images, dice: v.mean.dice, dice_ci95: v.ci95.dice };
   const perImageDice = new Map(m.per_image.map((r) => [r.id, r.dice]));
-  return { perImageDice, n_images: m.n_images, dice: m.mean.dice, dice_ci95: m.ci95.dice, iou: m.mean.iou, thresholded_jaccard: m.mean.thresholded_jaccard, hd95: m.mean.hd95, boundary_f: m.mean.boundary_f, per_source: perSource, failures: m.failures.length };
+  const perImage = new Map(m.per_image.map((r) => [r.id, r]));
+  return { perImageDice, perImage, n_images: m.n_images, dice: m.mean.dice, dice_ci95: m.ci95.dice, iou: m.mean.iou, thresholded_jaccard: m.mean.thresholded_jaccard, hd95: m.mean.hd95, boundary_f: m.mean.boundary_f, per_source: perSource, failures: m.failures.length };
 }
 
 const teacher = { name: 'teacher', path: resolve(teacherPath), test: evalOf('teacher'), cpu2t: latencyOf(teacherPath) };
@@ -101,17 +102,23 @@ for (const s of students.filter((x) => x.kd)) {
   if (base && s.test && base.test) {
     // paired over the same test images: the interval of the mean per-image difference
     const d = [...s.test.perImageDice.entries()].filter(([id]) => base.test.perImageDice.has(id)).map(([id, v]) => v - base.test.perImageDice.get(id));
+    // the other metrics, paired the same way (HD95: lower is better; images where it is undefined are left out)
+    const pairedOf = (k) => {
+      const v = [...s.test.perImage.entries()].filter(([id, r]) => base.test.perImage.has(id) && Number.isFinite(r[k]) && Number.isFinite(base.test.perImage.get(id)[k])).map(([id, r]) => r[k] - base.test.perImage.get(id)[k]);
+      return { n_images: v.length, mean: v.reduce((a, b) => a + b, 0) / v.length, ci95: bootstrapCI(v) };
+    };
     pairs.push({
       student: s.student, kd: s.name, masksOnly: base.name, testDiceKd: s.test.dice, testDiceMasksOnly: base.test.dice, difference: s.test.dice - base.test.dice,
       kdCi95: s.test.dice_ci95, masksOnlyCi95: base.test.dice_ci95,
       paired: { n_images: d.length, mean: d.reduce((a, b) => a + b, 0) / d.length, ci95: bootstrapCI(d), kdBetter: d.filter((x) => x > 0).length, kdWorse: d.filter((x) => x < 0).length },
+      pairedOther: Object.fromEntries(['iou', 'thresholded_jaccard', 'hd95', 'boundary_f'].map((k) => [k, pairedOf(k)])),
       note: 'same student, same images, same steps',
     });
   }
 }
-for (const s of students) if (s.test) s.test = { ...s.test, perImageDice: undefined };
+for (const s of students) if (s.test) s.test = { ...s.test, perImageDice: undefined, perImage: undefined };
 
-if (teacher.test) teacher.test = { ...teacher.test, perImageDice: undefined };
+if (teacher.test) teacher.test = { ...teacher.test, perImageDice: undefined, perImage: undefined };
 const out = { created_at: new Date().toISOString(), machine: bench?.machine ?? null, teacher, students, kdVsMasksOnly: pairs, command: `node reports/distill/collect.mjs ${process.argv.slice(2).join(' ')}` };
 mkdirSync(here, { recursive: true });
 const tmp = join(here, `.results.json.${process.pid}.tmp`);
