@@ -71,7 +71,7 @@ has run {c['steps']} steps of batch {tr['batch_size']} ({c['epochs']:.2f} of the
 epochs, {tr['epochs_validated']} validated) in {c['wall_h']:.2f} h of wall time, without ImageNet weights. The
 shipped `{onnx_path}` is the checkpoint `{exported}` (step {exp_step}); its test Dice is
 **{ov['dice']['mean']:.4f}** (95% CI {ov['dice']['ci95'][0]:.4f} to {ov['dice']['ci95'][1]:.4f}){_target_phrase(ov)}
-(see "The gap" below). The run goes on: it resumes from `/work/lesionfuse-runs/fused`.
+(see "The gap" below). To go on, the run resumes from `/work/lesionfuse-runs/fused` while that folder exists (see "How to resume").
 
 ## What was built (`teacher/`)
 - `models.py`: the fused teacher exactly as ARCHITECTURE.md section 3 (timm `resnet34` stem + layer1..3;
@@ -175,18 +175,14 @@ IoU 0.65. What would raise the Dice (and its whole interval) above the target, m
 3. **A GPU**: the same script runs there (and under torchrun on several); the 30 epochs would take a small
    fraction of the CPU time (not measured here).
 
-## Comparison teachers (not yet run)
-`teacher/configs/cnn.yaml` and `teacher/configs/transformer.yaml` use the same data, recipe and seed; they
-build, train (tested one step each) and export. The fair comparison (same data, same step budget, same seed)
-still has to be run; there was no CPU left for it in this session:
-```bash
-teacher/.venv/bin/python -m teacher.train --config teacher/configs/cnn.yaml --out /work/lesionfuse-runs/cnn
-teacher/.venv/bin/python -m teacher.train --config teacher/configs/transformer.yaml --out /work/lesionfuse-runs/transformer
-```
+## Comparison teachers
+The fair comparison (same data, same 3-epoch budget on the same 30-epoch schedule, same seed) with the
+CNN-only and transformer-only teachers is in [`comparison/`](comparison/README.md).
 
 ## How to resume
-The training process keeps running after this commit and is killed at the session's end; `last.pt` is at
-most 100 steps old. In the next session, from the repository root:
+Checkpoints live outside the repository (`/work/lesionfuse-runs`, ~315 MB each) and survive only as long as
+the machine does: a new session on a fresh machine has to train from step 0. Within one machine's life, from
+the repository root:
 ```bash
 {RESUME}
 tail -f /work/lesionfuse-runs/fused/train.log        # 'resumed from ... at step N'
