@@ -347,6 +347,22 @@ export async function quantize(input: Model, opts: QuantizeOptions): Promise<Qua
   });
   const missing = plan.calibrate.filter((t) => !cal.ranges.has(t));
   if (missing.length) throw new LesionFuseError(`calibration produced no values for ${missing.length} tensor(s), e.g. '${missing[0]}'`);
+  // A plan that quantizes fewer nodes (one layer alone, or the full plan less the sensitive layers) can need
+  // ranges the full plan shares from a neighbour (a Conv's output when its Relu is not quantized with it):
+  // those are calibrated on demand, on the same images, with a fresh calibrator of the same method.
+  const ensureRanges: EnsureRanges = async (tensors) => {
+    const need = [...new Set(tensors)].filter((t) => !cal.ranges.has(t));
+    if (need.length === 0) return;
+    const more = await collectRanges(model, need, imageBatches(paths, io, batch), createCalibrator(method, opts.calibratorOptions), {
+      inputShape: [3, io.height, io.width],
+      threads,
+      total: paths.length,
+      progress: false,
+    });
+    for (const [k, v] of more.ranges) cal.ranges.set(k, v);
+    const still = need.filter((t) => !cal.ranges.has(t));
+    if (still.length) throw new LesionFuseError(`calibration produced no values for ${still.length} tensor(s), e.g. '${still[0]}'`);
+  };
 
   // the full model and its Dice
   let current = build(model, plan, cal.ranges, qdq, qdq.dynamicMatMuls ?? false);
@@ -365,9 +381,9 @@ export async function quantize(input: Model, opts: QuantizeOptions): Promise<Qua
     if (sensMode === 'always' || (sensMode === 'auto' && diceFloat - diceQ > gate)) {
       const probeSet = subset(val, opts.sensitivityImages ?? 8);
       const probeFloat = probeSet === val ? diceFloat : await diceAtModelResolution(model, io, probeSet, threads);
-      sensitivity = await layerSensitivity(model, plan, cal.ranges, qdq, io, probeSet, probeFloat, threads, opts.progress !== false);
+      sensitivity = await layerSensitivity(model, plan, cal.ranges, ensureRanges, qdq, io, probeSet, probeFloat, threads, opts.progress !== false);
       if (diceFloat - diceQ > gate) {
-        const r = await excludeUntilWithinGate(model, sensitivity, cal.ranges, qdq, io, val, diceFloat, gate, opts.maxAutoExcluded ?? 24, threads);
+        const r = await excludeUntilWithinGate(model, sensitivity, cal.ranges, ensureRanges, qdq, io, val, diceFloat, gate, opts.maxAutoExcluded ?? 24, threads);
         if (r) {
           current = r.built;
           currentPlan = r.plan;
@@ -437,10 +453,14 @@ function probeLayers(plan: QuantizationPlan): PlannedNode[] {
   return plan.quantized.filter((p) => p.kind === 'weight' || p.kind === 'activations' || p.kind === 'own');
 }
 
+/** Calibrates the tensors of `tensors` that have no range yet (into the shared range map). */
+type EnsureRanges = (tensors: readonly string[]) => Promise<void>;
+
 async function layerSensitivity(
   model: Model,
   plan: QuantizationPlan,
   ranges: Map<string, TensorRange>,
+  ensureRanges: EnsureRanges,
   qdq: QdqOptions,
   io: ModelIO,
   val: MaskedImageSet,
@@ -451,9 +471,10 @@ async function layerSensitivity(
   const layers = probeLayers(plan);
   const bar = progress ? new Progress('sensitivity', layers.length) : null;
   const out: LayerSensitivity[] = [];
-  for (const l of layers) {
-    const only = new Set([l.key]);
-    const p = planQuantization(model, { ...qdq, only });
+  const plans = layers.map((l) => planQuantization(model, { ...qdq, only: new Set([l.key]) }));
+  await ensureRanges(plans.flatMap((p) => p.calibrate)); // one extra calibration pass at most
+  for (const [i, l] of layers.entries()) {
+    const p = plans[i]!;
     const m = insertQdq(model, p, ranges, qdq).model;
     const d = await diceAtModelResolution(m, io, val, threads);
     out.push({ node: l.key, opType: l.opType, diceDrop: diceFloat - d });
@@ -470,6 +491,7 @@ async function excludeUntilWithinGate(
   model: Model,
   sens: LayerSensitivity[],
   ranges: Map<string, TensorRange>,
+  ensureRanges: EnsureRanges,
   qdq: QdqOptions,
   io: ModelIO,
   val: MaskedImageSet,
@@ -485,6 +507,7 @@ async function excludeUntilWithinGate(
     const exclude = [...(qdq.exclude ?? []), ...sens.slice(0, k).map((s) => s.node)];
     const o = { ...qdq, exclude };
     const plan = planQuantization(model, o);
+    await ensureRanges(plan.calibrate);
     const built = build(model, plan, ranges, o, o.dynamicMatMuls ?? false);
     const dice = await diceAtModelResolution(built.model, io, val, threads);
     log.info(`  ${k} most sensitive layer(s) in float: val Dice ${dice.toFixed(4)} (drop ${(diceFloat - dice).toFixed(4)})`);

@@ -99,6 +99,15 @@ test('sensitivity keeps the layers that cost Dice in float until the gate is met
   assert.equal(reasons.length, r.autoExcluded.length);
 });
 
+test('sensitivity probes a layer alone even where the full plan borrows its range from a neighbour', async () => {
+  // enc1 -> Relu: the full plan quantizes Conv+Relu as one and calibrates only the Relu's output; enc1 alone
+  // needs its own output range (the shipped teacher's stem conv failed exactly so)
+  const r = await quantize(tinySegNet(4, 'N'), { calib: data, gate: 0.5, sensitivity: 'always', progress: false, threads: 1 });
+  assert.ok(r.sensitivity && r.sensitivity.some((l) => l.node === 'enc1'), JSON.stringify(r.sensitivity));
+  assert.ok(r.sensitivity.every((l) => Number.isFinite(l.diceDrop)));
+  assert.ok(r.calibration.tensors > 0);
+});
+
 test('bad models are refused in one line naming the file', async () => {
   const empty = join(dir, 'empty.onnx');
   writeFileSync(empty, '');
