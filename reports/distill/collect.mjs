@@ -73,6 +73,7 @@ const students = runs.map((run) => {
     width: d.width,
     depth: d.depth,
     kd: d.options.kd !== false,
+    seed: d.options.seed ?? null,
     parameters: d.paramCount,
     macsPerImage: d.macs,
     trainImages: d.trainImages,
@@ -98,7 +99,7 @@ const students = runs.map((run) => {
 // Distillation vs masks-only at the same budget: pairs of runs that differ only in kd.
 const pairs = [];
 for (const s of students.filter((x) => x.kd)) {
-  const base = students.find((x) => !x.kd && x.student === s.student && x.width === s.width && x.steps === s.steps && x.trainImages === s.trainImages);
+  const base = students.find((x) => !x.kd && x.student === s.student && x.width === s.width && x.steps === s.steps && x.trainImages === s.trainImages && x.seed === s.seed);
   if (base && s.test && base.test) {
     // paired over the same test images: the interval of the mean per-image difference
     const d = [...s.test.perImageDice.entries()].filter(([id]) => base.test.perImageDice.has(id)).map(([id, v]) => v - base.test.perImageDice.get(id));
@@ -108,11 +109,11 @@ for (const s of students.filter((x) => x.kd)) {
       return { n_images: v.length, mean: v.reduce((a, b) => a + b, 0) / v.length, ci95: bootstrapCI(v) };
     };
     pairs.push({
-      student: s.student, kd: s.name, masksOnly: base.name, testDiceKd: s.test.dice, testDiceMasksOnly: base.test.dice, difference: s.test.dice - base.test.dice,
+      student: s.student, seed: s.seed, kd: s.name, masksOnly: base.name, testDiceKd: s.test.dice, testDiceMasksOnly: base.test.dice, difference: s.test.dice - base.test.dice,
       kdCi95: s.test.dice_ci95, masksOnlyCi95: base.test.dice_ci95,
       paired: { n_images: d.length, mean: d.reduce((a, b) => a + b, 0) / d.length, ci95: bootstrapCI(d), kdBetter: d.filter((x) => x > 0).length, kdWorse: d.filter((x) => x < 0).length },
       pairedOther: Object.fromEntries(['iou', 'thresholded_jaccard', 'hd95', 'boundary_f'].map((k) => [k, pairedOf(k)])),
-      note: 'same student, same images, same steps',
+      note: 'same student, seed, images and steps',
     });
   }
 }
