@@ -1,7 +1,8 @@
 /**
  * Rewrites vs their peers, side by side in one run (BENCHMARKS.md, "Rewrites"): LesionFuse's default
  * rewrite, onnxruntime's own offline-optimised model (SessionOptions.optimizedModelFilePath at 'basic' and
- * 'extended'), and onnxsim where it is importable from teacher/.venv. For each model and variant: node
+ * 'extended'), and onnxsim where it is importable from teacher/.venv (not in teacher/requirements.txt, which
+ * the tests need; add it with `teacher/.venv/bin/pip install onnxsim`). For each model and variant: node
  * count, file size, time to produce it, latency (median/p90 over --runs runs after --warmup, batch 1, 2
  * intra-op threads, interleaved across variants so machine noise hits all alike) with onnxruntime's
  * runtime optimisation off ('disabled': the graph as written) and on ('all': as deployed), and output
