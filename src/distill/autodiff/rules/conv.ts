@@ -102,6 +102,24 @@ export function convWeightGrad(
 }
 
 /**
+ * What both MatMul forms of the weight gradient share: the sizes, dY^T [N, OH*OW, M], and the strided Slice
+ * of the padded X [N, C, OH, OW] that kernel offset (i, j) multiplies.
+ */
+function patchGrid(b: GradEmitter, x: string, xShape: readonly number[], dY: string, dYShape: readonly number[], geo: ConvGeometry) {
+  const [n, c] = xShape as [number, number];
+  const [, m, oh, ow] = dYShape as [number, number, number, number];
+  const [kh, kw] = geo.kernel as [number, number];
+  const [sh, sw] = geo.strides as [number, number];
+  const [dh, dw] = geo.dilations as [number, number];
+  const [pt, pl, pb, pr] = geo.pads as [number, number, number, number];
+  const xp = pt || pl || pb || pr ? b.op('Pad', [x, b.i64([0, 0, pt, pl, 0, 0, pb, pr])]) : x;
+  const gT = b.op('Transpose', [b.op('Reshape', [dY, b.i64([n, m, oh * ow])])], { perm: A.ints([0, 2, 1]) });
+  const slice = (i: number, j: number) =>
+    b.op('Slice', [xp, b.i64([i * dh, j * dw]), b.i64([i * dh + sh * (oh - 1) + 1, j * dw + sw * (ow - 1) + 1]), b.i64([2, 3]), b.i64([sh, sw])]);
+  return { n, c, m, oh, ow, kh, kw, gT, slice };
+}
+
+/**
  * The same weight gradient as one batched MatMul over explicit patches
  * (im2col in ONNX ops: kh*kw strided Slices of the padded X) [N, C*kh*kw, OH*OW],
  * times dY^T [N, OH*OW, M], summed over N. Groups of 1 only. More memory than the Conv form, but one large GEMM instead of a Conv
@@ -115,24 +133,14 @@ export function convWeightGradMatMul(
   dYShape: readonly number[],
   geo: ConvGeometry,
 ): string {
-  const [n, c] = xShape as [number, number];
-  const [, m, oh, ow] = dYShape as [number, number, number, number];
-  const [kh, kw] = geo.kernel as [number, number];
-  const [sh, sw] = geo.strides as [number, number];
-  const [dh, dw] = geo.dilations as [number, number];
-  const [pt, pl, pb, pr] = geo.pads as [number, number, number, number];
+  const { n, c, m, oh, ow, kh, kw, gT, slice } = patchGrid(b, x, xShape, dY, dYShape, geo);
   // kh*kw strided Slices of the padded input, stacked: measured faster in onnxruntime than producing the
   // patches with a one-hot-kernel Conv (whose NCHWc output reorder alone cost more than the Slices).
-  const xp = pt || pl || pb || pr ? b.op('Pad', [x, b.i64([0, 0, pt, pl, 0, 0, pb, pr])]) : x;
   const patches: string[] = [];
   for (let i = 0; i < kh; i++) {
-    for (let j = 0; j < kw; j++) {
-      const s = b.op('Slice', [xp, b.i64([i * dh, j * dw]), b.i64([i * dh + sh * (oh - 1) + 1, j * dw + sw * (ow - 1) + 1]), b.i64([2, 3]), b.i64([sh, sw])]);
-      patches.push(b.op('Unsqueeze', [s, b.i64([2])]));
-    }
+    for (let j = 0; j < kw; j++) patches.push(b.op('Unsqueeze', [slice(i, j), b.i64([2])]));
   }
   const cols = b.op('Reshape', [b.op('Concat', patches, { axis: A.int(2) }), b.i64([n, c * kh * kw, oh * ow])]);
-  const gT = b.op('Transpose', [b.op('Reshape', [dY, b.i64([n, m, oh * ow])])], { perm: A.ints([0, 2, 1]) });
   const perImage = b.op('MatMul', [cols, gT]); // [N, C*K, M]
   const summed = b.op('ReduceSum', [perImage, b.i64([0])], { keepdims: A.int(0) }); // [C*K, M]
   return b.op('Reshape', [b.op('Transpose', [summed], { perm: A.ints([1, 0]) }), b.i64([m, c, kh, kw])]);
@@ -152,19 +160,11 @@ export function convWeightGradOffsets(
   dYShape: readonly number[],
   geo: ConvGeometry,
 ): string {
-  const [n, c] = xShape as [number, number];
-  const [, m, oh, ow] = dYShape as [number, number, number, number];
-  const [kh, kw] = geo.kernel as [number, number];
-  const [sh, sw] = geo.strides as [number, number];
-  const [dh, dw] = geo.dilations as [number, number];
-  const [pt, pl, pb, pr] = geo.pads as [number, number, number, number];
-  const xp = pt || pl || pb || pr ? b.op('Pad', [x, b.i64([0, 0, pt, pl, 0, 0, pb, pr])]) : x;
-  const gT = b.op('Transpose', [b.op('Reshape', [dY, b.i64([n, m, oh * ow])])], { perm: A.ints([0, 2, 1]) });
+  const { n, c, m, oh, ow, kh, kw, gT, slice } = patchGrid(b, x, xShape, dY, dYShape, geo);
   const parts: string[] = [];
   for (let i = 0; i < kh; i++) {
     for (let j = 0; j < kw; j++) {
-      const s = b.op('Slice', [xp, b.i64([i * dh, j * dw]), b.i64([i * dh + sh * (oh - 1) + 1, j * dw + sw * (ow - 1) + 1]), b.i64([2, 3]), b.i64([sh, sw])]);
-      const g = b.op('MatMul', [b.op('Reshape', [s, b.i64([n, c, oh * ow])]), gT]); // [N, C, M]
+      const g = b.op('MatMul', [b.op('Reshape', [slice(i, j), b.i64([n, c, oh * ow])]), gT]); // [N, C, M]
       parts.push(b.op('Unsqueeze', [g, b.i64([3])]));
     }
   }
