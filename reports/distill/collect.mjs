@@ -4,7 +4,8 @@
 //
 //   node reports/distill/collect.mjs [--dir reports/distill/<folder>] RUNS_DIR TEACHER.onnx run1 run2 ...
 //
-// RUNS_DIR/<run>/distill.json come from `lesionfuse distill --out RUNS_DIR/<run>`;
+// RUNS_DIR/<run>/distill.json come from `lesionfuse distill --out RUNS_DIR/<run>`; a run given as
+// `name=FOLDER` is read from FOLDER instead (a run kept elsewhere, e.g. an earlier session's);
 // reports/distill/eval/<name>/metrics.json from `lesionfuse eval ... --out reports/distill/eval/<name>`
 // (name = 'teacher' or the run name); reports/distill/bench/bench.json from `lesionfuse bench`.
 import { readFileSync, writeFileSync, renameSync, existsSync, readdirSync, mkdirSync } from 'node:fs';
@@ -55,8 +56,10 @@ function onTeacherImages(test) {
   if (v.length !== ids.length) return null;
   return { n_images: v.length, dice: v.reduce((a, b) => a + b, 0) / v.length, dice_ci95: bootstrapCI(v) };
 }
-const students = runs.map((run) => {
-  const d = readJson(join(runsDir, run, 'distill.json'));
+const students = runs.map((spec) => {
+  const eq = spec.indexOf('=');
+  const run = eq > 0 ? spec.slice(0, eq) : spec;
+  const d = readJson(join(eq > 0 ? spec.slice(eq + 1) : join(runsDir, run), 'distill.json'));
   const test = evalOf(run);
   const cpu2t = latencyOf(d.studentPath);
   // The latency ratio uses the teacher measured in the same bench call as the student when there is one
