@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { bootstrapCI } from '../../../dist/src/runtime/metrics.js';
 const load = (n) => new Map(JSON.parse(readFileSync(`reports/distill/zoo/eval/${n}/metrics.json`, 'utf8')).per_image.map((r) => [r.id, r]));
-const pairs = [['ul16-kd', 'teacher'], ['ul16-kd', 'ul-kd'], ['ul16-kd', 'mobile-kd'], ['mobile-kd', 'teacher'], ['unet-kd', 'teacher']];
+const pairs = [['ul16-kd-int8', 'ul16-kd'], ['ul16-kd', 'teacher'], ['ul16-kd', 'ul-kd'], ['ul16-kd', 'mobile-kd'], ['mobile-kd', 'teacher'], ['unet-kd', 'teacher']];
 for (const [a, b] of pairs) {
   const A = load(a), B = load(b);
   for (const k of ['dice', 'hd95']) {
