@@ -33,7 +33,7 @@ import {
 import { profileKernels } from '../src/quantize/kernels.js';
 import { writeJsonAtomic, writeFileAtomic } from '../src/util/atomic.js';
 import { VERSION } from '../src/version.js';
-import { bootstrapCI, meanOf } from '../src/runtime/metrics.js';
+import { meanOf, pairedDifference } from '../src/runtime/metrics.js';
 
 interface Args {
   models: { path: string; name: string }[];
@@ -190,8 +190,7 @@ async function benchModel(a: Args, spec: { path: string; name: string }) {
   // Paired differences on the same images (a mean over 24 images moves by more than the gaps being judged)
   const paired = (a: string, b: string) => {
     if (!perImage[a] || !perImage[b]) return null;
-    const d = perImage[a]!.map((x, i) => x - perImage[b]![i]!);
-    return { mean: meanOf(d).mean, ci95: bootstrapCI(d, { seed: 0 }), better: d.filter((x) => x > 0).length, worse: d.filter((x) => x < 0).length, n: d.length };
+    return pairedDifference(perImage[a]!, perImage[b]!, { seed: 0 });
   };
 
   // same settings, same calibration tensors: how far apart are LesionFuse's and the peer's INT8 models?

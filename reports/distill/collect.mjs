@@ -10,7 +10,7 @@
 // (name = 'teacher' or the run name); reports/distill/bench/bench.json from `lesionfuse bench`.
 import { readFileSync, writeFileSync, renameSync, existsSync, readdirSync, mkdirSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { bootstrapCI } from '../../dist/src/runtime/metrics.js';
+import { bootstrapCI, pairedDifference } from '../../dist/src/runtime/metrics.js';
 
 const argv = process.argv.slice(2);
 let here = resolve('reports/distill');
@@ -104,18 +104,19 @@ const pairs = [];
 for (const s of students.filter((x) => x.kd)) {
   const base = students.find((x) => !x.kd && x.student === s.student && x.width === s.width && x.steps === s.steps && x.trainImages === s.trainImages && x.seed === s.seed);
   if (base && s.test && base.test) {
-    // paired over the same test images: the interval of the mean per-image difference
-    const d = [...s.test.perImageDice.entries()].filter(([id]) => base.test.perImageDice.has(id)).map(([id, v]) => v - base.test.perImageDice.get(id));
-    // the other metrics, paired the same way (HD95: lower is better; images where it is undefined are left out)
-    const pairedOf = (k) => {
-      const v = [...s.test.perImage.entries()].filter(([id, r]) => base.test.perImage.has(id) && Number.isFinite(r[k]) && Number.isFinite(base.test.perImage.get(id)[k])).map(([id, r]) => r[k] - base.test.perImage.get(id)[k]);
-      return { n_images: v.length, mean: v.reduce((a, b) => a + b, 0) / v.length, ci95: bootstrapCI(v) };
-    };
+    // paired over the same test images (HD95: lower is better; images where it is undefined are left out)
+    const ids = [...s.test.perImage.keys()].filter((id) => base.test.perImage.has(id));
+    const pairedOf = (k, lowerIsBetter = false) =>
+      pairedDifference(ids.map((id) => s.test.perImage.get(id)[k]), ids.map((id) => base.test.perImage.get(id)[k]), { lowerIsBetter });
+    const dice = pairedOf('dice');
     pairs.push({
       student: s.student, seed: s.seed, kd: s.name, masksOnly: base.name, testDiceKd: s.test.dice, testDiceMasksOnly: base.test.dice, difference: s.test.dice - base.test.dice,
       kdCi95: s.test.dice_ci95, masksOnlyCi95: base.test.dice_ci95,
-      paired: { n_images: d.length, mean: d.reduce((a, b) => a + b, 0) / d.length, ci95: bootstrapCI(d), kdBetter: d.filter((x) => x > 0).length, kdWorse: d.filter((x) => x < 0).length },
-      pairedOther: Object.fromEntries(['iou', 'thresholded_jaccard', 'hd95', 'boundary_f'].map((k) => [k, pairedOf(k)])),
+      paired: { n_images: dice.n, mean: dice.mean, ci95: dice.ci95, kdBetter: dice.better, kdWorse: dice.worse },
+      pairedOther: Object.fromEntries(['iou', 'thresholded_jaccard', 'hd95', 'boundary_f'].map((k) => {
+        const p = pairedOf(k, k === 'hd95');
+        return [k, { n_images: p.n, mean: p.mean, ci95: p.ci95 }];
+      })),
       note: 'same student, seed, images and steps',
     });
   }

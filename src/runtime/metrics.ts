@@ -376,3 +376,38 @@ export function bootstrapCI(values: readonly number[], opts: BootstrapOptions = 
   }
   return [percentile(means, (100 * alpha) / 2), percentile(means, 100 * (1 - alpha / 2))];
 }
+
+/** A paired comparison of two models scored on the same images: a[i] and b[i] belong to image i. */
+export interface PairedDifference {
+  /** Images where both values are finite (the others are left out, e.g. an undefined HD95). */
+  n: number;
+  /** Mean of a[i] - b[i]. */
+  mean: number;
+  /** Percentile bootstrap interval of that mean ({@link bootstrapCI}). */
+  ci95: [number, number];
+  /** Images where a is better than b, and where it is worse (ties count in neither). */
+  better: number;
+  worse: number;
+}
+
+/**
+ * Mean per-image difference a - b with its bootstrap interval: the comparison that removes the
+ * image-to-image spread two unpaired means would carry. `lowerIsBetter` (e.g. HD95) flips better/worse.
+ */
+export function pairedDifference(
+  a: readonly number[],
+  b: readonly number[],
+  opts: BootstrapOptions & { lowerIsBetter?: boolean } = {},
+): PairedDifference {
+  if (a.length !== b.length) throw new LesionFuseError(`paired values need the same images: ${a.length} vs ${b.length} values`);
+  const d: number[] = [];
+  for (let i = 0; i < a.length; i++) if (Number.isFinite(a[i]) && Number.isFinite(b[i])) d.push(a[i]! - b[i]!);
+  const sign = opts.lowerIsBetter ? -1 : 1;
+  return {
+    n: d.length,
+    mean: d.length ? d.reduce((s, x) => s + x, 0) / d.length : NaN,
+    ci95: bootstrapCI(d, opts),
+    better: d.filter((x) => sign * x > 0).length,
+    worse: d.filter((x) => sign * x < 0).length,
+  };
+}

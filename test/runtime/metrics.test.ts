@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   dice, iou, thresholdedJaccard, sensitivity, specificity, hd95, boundaryF, imageMetrics,
-  squaredDistanceTransform, boundaryPixels, bootstrapCI, meanOf, percentile, mulberry32,
+  squaredDistanceTransform, boundaryPixels, bootstrapCI, meanOf, percentile, mulberry32, pairedDifference,
 } from '../../src/runtime/metrics.js';
 
 function rect(w: number, h: number, x0: number, y0: number, rw: number, rh: number): Uint8Array {
@@ -165,4 +165,20 @@ test('imageMetrics (one shared pass) equals the single-metric functions', () => 
     const want = { dice: dice(p, t), iou: iou(p, t), thresholded_jaccard: thresholdedJaccard(p, t), sensitivity: sensitivity(p, t), specificity: specificity(p, t), hd95: hd95(p, t, w, h), boundary_f: boundaryF(p, t, w, h, 1.5) };
     assert.deepEqual(m, want);
   }
+});
+
+test('pairedDifference: hand-computed means, counts, undefined pairs left out, HD95 direction', () => {
+  // differences a - b: +0.1, -0.2, 0, +0.4 (the NaN pair is left out)
+  const p = pairedDifference([0.9, 0.5, 0.7, 0.8, NaN], [0.8, 0.7, 0.7, 0.4, 0.6]);
+  assert.equal(p.n, 4);
+  assert.ok(Math.abs(p.mean - 0.075) < 1e-12);
+  assert.equal(p.better, 2);
+  assert.equal(p.worse, 1);
+  assert.deepEqual(p.ci95, bootstrapCI([0.9 - 0.8, 0.5 - 0.7, 0, 0.8 - 0.4]));
+  // lower is better (distances): differences -2 (better), +5 (worse), 0 (tie)
+  const h = pairedDifference([10, 20, 5], [12, 15, 5], { lowerIsBetter: true });
+  assert.equal(h.mean, 1);
+  assert.equal(h.better, 1);
+  assert.equal(h.worse, 1);
+  assert.throws(() => pairedDifference([1, 2], [1]), /same images: 2 vs 1/);
 });
