@@ -16,7 +16,7 @@
  * file size, quantization time (calibration + insertion + write, from preprocessed tensors for both),
  * the kernels onnxruntime ran (profiler). Writes results.json and README.md into --out.
  */
-import * as ort from 'onnxruntime-node';
+import * as ort from '../src/util/ort.js';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, statSync, writeFileSync, existsSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';

@@ -19,7 +19,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, promises as fs } from 'node:fs';
 import os from 'node:os';
 import { basename, join, resolve } from 'node:path';
-import * as ort from 'onnxruntime-node';
+import * as ort from '../src/util/ort.js';
 import { buildStudent } from '../src/distill/zoo/index.js';
 import { checkParity, defaultParityImageDir } from '../src/export/parity.js';
 import { DEFAULT_PASSES, rewrite } from '../src/export/rewrite.js';

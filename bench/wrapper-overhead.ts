@@ -14,7 +14,7 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import * as ort from 'onnxruntime-node';
+import * as ort from '../src/util/ort.js';
 import { writeFileAtomic, writeJsonAtomic } from '../src/util/atomic.js';
 import { writeModel } from '../src/onnx/io.js';
 import { segmentationMetadataProps } from '../src/onnx/metadata.js';

@@ -2,14 +2,22 @@
 // Run a LesionFuse edge bundle on one image with onnxruntime-node and sharp only (no LesionFuse needed).
 // Usage: node run-bundle.mjs BUNDLE_DIR IMAGE OUT_MASK.png
 // Writes the lesion mask (0 = skin, 255 = lesion) at the image's original size and prints a one-line summary.
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import * as ort from 'onnxruntime-node';
-import sharp from 'sharp';
+import { readFileSync, realpathSync, statSync } from 'node:fs';
+import { join, sep } from 'node:path';
+// onnxruntime's native library starts telemetry unless this is set before it loads: hence the dynamic import.
+process.env.ORT_DISABLE_TELEMETRY = '1';
+const ort = await import('onnxruntime-node');
+const { default: sharp } = await import('sharp');
 
 const [dir, imagePath, outPath] = process.argv.slice(2);
 if (!dir || !imagePath || !outPath) throw new Error('usage: node run-bundle.mjs BUNDLE_DIR IMAGE OUT_MASK.png');
 const m = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8'));
+// The manifest names the model file: it must be a regular file inside the bundle (no '..', no link out).
+const modelPath = realpathSync(join(dir, String(m?.model?.file)));
+if (!modelPath.startsWith(realpathSync(dir) + sep) || !statSync(modelPath).isFile()) {
+  console.error(`${join(dir, 'manifest.json')}: model.file '${m?.model?.file}' is not a regular file inside the bundle`);
+  process.exit(1);
+}
 const { height: H, width: W } = m.preprocessing.size;
 
 // Pre-processing as the manifest says: upright (EXIF), RGB, resized to H x W, /255, minus mean, over std, NCHW.
@@ -23,7 +31,7 @@ for (let c = 0; c < 3; c++) {
   for (let i = 0; i < H * W; i++) x[c * H * W + i] = (px[i * 3 + s] / 255 - m.preprocessing.mean[s]) / m.preprocessing.std[s];
 }
 
-const session = await ort.InferenceSession.create(join(dir, m.model.file));
+const session = await ort.InferenceSession.create(modelPath);
 const out = await session.run({ [session.inputNames[0]]: new ort.Tensor('float32', x, [1, 3, H, W]) });
 const y = out[session.outputNames[0]].data;
 const p = m.postprocessing.activation === 'sigmoid' ? y.map((v) => 1 / (1 + Math.exp(-v))) : y;

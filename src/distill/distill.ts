@@ -14,7 +14,7 @@
  */
 import { existsSync, promises as fs } from 'node:fs';
 import { join, resolve } from 'node:path';
-import * as ort from 'onnxruntime-node';
+import * as ort from '../util/ort.js';
 import { readModel, writeModel, encodeModel } from '../onnx/io.js';
 import type { Model } from '../onnx/ir.js';
 import { IMAGENET_MEAN, IMAGENET_STD, readSegmentationMetadata, segmentationMetadataProps } from '../onnx/metadata.js';

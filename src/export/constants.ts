@@ -5,7 +5,7 @@
  * of just the foldable nodes, so the folded values are exactly what the runtime would have computed: no
  * second implementation of each op's semantics to get wrong.
  */
-import * as ort from 'onnxruntime-node';
+import * as ort from '../util/ort.js';
 import { DataType, type Dim, type Initializer, type Model, type Node, type TensorData, type ValueInfo } from '../onnx/ir.js';
 import { inferShapes } from '../onnx/shape.js';
 import { encodeModel } from '../onnx/io.js';

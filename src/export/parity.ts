@@ -6,7 +6,7 @@
  */
 import { existsSync, promises as fs } from 'node:fs';
 import { extname, join } from 'node:path';
-import * as ort from 'onnxruntime-node';
+import * as ort from '../util/ort.js';
 import { DataType, type Dim, type Model, type ValueInfo } from '../onnx/ir.js';
 import { encodeModel } from '../onnx/io.js';
 import { readSegmentationMetadata } from '../onnx/metadata.js';

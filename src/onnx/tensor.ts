@@ -3,7 +3,7 @@
  * types, JS typed arrays and onnxruntime-node tensors. The one place that knows
  * how each `DataType` is held in memory (see `TensorValues` in ir.ts).
  */
-import { Tensor as OrtTensor } from 'onnxruntime-node';
+import { Tensor as OrtTensor } from '../util/ort.js';
 import { DataType, type TensorData, type TensorValues } from './ir.js';
 import { LesionFuseError } from '../util/errors.js';
 

@@ -8,7 +8,7 @@
  * out-of-memory failures users hit with other quantizers' histogram calibrators come
  * from keeping every batch, or from histograms that gain bins as ranges grow.
  */
-import * as ort from 'onnxruntime-node';
+import * as ort from '../util/ort.js';
 import { readdir, stat } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import { DataType, type Model } from '../onnx/ir.js';

@@ -4,7 +4,7 @@
  * ConvInteger/MatMulInteger paths); when it cannot, it runs DequantizeLinear + float Conv
  * + QuantizeLinear, slower than float. Reporting the kernels says which case happened.
  */
-import * as ort from 'onnxruntime-node';
+import * as ort from '../util/ort.js';
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

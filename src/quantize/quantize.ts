@@ -9,7 +9,7 @@
  *   const r = await quantize(model, { calib: '../shared/data' });  // train split calibrates, val gates
  *   console.log(r.dice, r.gate.verdict, r.floatNodes.filter((f) => f.reason.startsWith('sensitivity')));
  */
-import * as ort from 'onnxruntime-node';
+import * as ort from '../util/ort.js';
 import { readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { arch, cpus } from 'node:os';

@@ -9,7 +9,7 @@ import { promises as fs, readFileSync } from 'node:fs';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as ort from 'onnxruntime-node';
+import * as ort from '../util/ort.js';
 import { LesionFuseError, describeError } from '../util/errors.js';
 import { loadProfile, profileAvailability, sessionOptionsFor, threadsFor, type Profile } from './profiles.js';
 
@@ -49,6 +49,8 @@ export interface OpenSessionOptions {
 export class RuntimeSession {
   private firstRunDone = false;
   private check: ProviderCheck | null = null;
+  /** The model file (or 'model bytes'), named in run-time errors. */
+  private subject = 'model bytes';
 
   private constructor(
     readonly session: OrtSession,
@@ -75,7 +77,7 @@ export class RuntimeSession {
           graphOptimizationLevel: profile.graphOptimizationLevel,
           ...(opts.sessionOptions as object),
         });
-        return new RuntimeSession(s as unknown as OrtSession, profile, 'onnxruntime-web', web.Tensor as unknown as typeof ort.Tensor, null);
+        return new RuntimeSession(s as unknown as OrtSession, profile, 'onnxruntime-web', web.Tensor as unknown as typeof ort.Tensor, null).named(subject);
       } catch (e) {
         throw new LesionFuseError(`onnxruntime-web could not load the model: ${describeError(e)}`, { subject, cause: e });
       }
@@ -88,11 +90,16 @@ export class RuntimeSession {
     });
     try {
       const s = typeof model === 'string' ? await ort.InferenceSession.create(model, options) : await ort.InferenceSession.create(model, options);
-      return new RuntimeSession(s, profile, 'onnxruntime-node', ort.Tensor, profileDir);
+      return new RuntimeSession(s, profile, 'onnxruntime-node', ort.Tensor, profileDir).named(subject);
     } catch (e) {
       if (profileDir) rmSync(profileDir, { recursive: true, force: true });
       throw new LesionFuseError(`onnxruntime could not load the model under profile ${profile.name}: ${describeError(e)}`, { subject, cause: e });
     }
+  }
+
+  private named(subject: string): this {
+    this.subject = subject;
+    return this;
   }
 
   get inputNames(): readonly string[] {
@@ -109,7 +116,13 @@ export class RuntimeSession {
 
   /** Run the model; the first run also records which provider ran each node. */
   async run(feeds: Record<string, OrtTensor>, fetches?: readonly string[]): Promise<Record<string, OrtTensor>> {
-    const out = fetches ? await this.session.run(feeds, fetches) : await this.session.run(feeds);
+    let out;
+    try {
+      out = fetches ? await this.session.run(feeds, fetches) : await this.session.run(feeds);
+    } catch (e) {
+      // onnxruntime's own messages are multi-line and name no file: one line, naming the model.
+      throw new LesionFuseError(`onnxruntime failed to run the model under profile ${this.profile.name}: ${describeError(e).replace(/\s+/g, ' ').slice(0, 300)}`, { subject: this.subject, cause: e });
+    }
     if (!this.firstRunDone) {
       this.firstRunDone = true;
       this.check = await this.readProviderCheck();

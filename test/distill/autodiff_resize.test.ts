@@ -7,7 +7,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as ort from 'onnxruntime-node';
+import * as ort from '../../src/util/ort.js';
 import type { Attribute } from '../../src/onnx/ir.js';
 import { DataType } from '../../src/onnx/ir.js';
 import { encodeModel } from '../../src/onnx/io.js';

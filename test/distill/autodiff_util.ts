@@ -7,7 +7,7 @@
  * onnxruntime (float32) and form L in float64 in JS, so the only float32
  * error is in Y itself.
  */
-import * as ort from 'onnxruntime-node';
+import * as ort from '../../src/util/ort.js';
 import { DataType, type Attribute, type Initializer, type Model, type Node } from '../../src/onnx/ir.js';
 import { encodeModel } from '../../src/onnx/io.js';
 import { numel } from '../../src/onnx/tensor.js';

@@ -11,7 +11,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
-import * as ort from 'onnxruntime-node';
+import * as ort from '../../src/util/ort.js';
 import { DataType } from '../../src/onnx/ir.js';
 import { encodeModel } from '../../src/onnx/io.js';
 import { TfjsGraphTrainer, tfjsBackendAvailability, type TfLike, type TfTensor, type TfVariable } from '../../src/distill/backends/tfjs.js';

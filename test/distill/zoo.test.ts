@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as ort from 'onnxruntime-node';
+import * as ort from '../../src/util/ort.js';
 import { buildStudent, inferenceStudent, STUDENT_NAMES, STUDENT_OPSET } from '../../src/distill/zoo/index.js';
 import { encodeModel } from '../../src/onnx/io.js';
 import type { Model } from '../../src/onnx/ir.js';

@@ -2,7 +2,7 @@
  * Test helpers for the rewrite passes: a few-line way to make small graphs, run them in onnxruntime-node and
  * compare outputs. The reference for every pass is onnxruntime's output on the graph before the pass.
  */
-import * as ort from 'onnxruntime-node';
+import * as ort from '../../src/util/ort.js';
 import { DataType, type Attribute, type Dim, type Model, type Node, type TensorData } from '../../src/onnx/ir.js';
 import { encodeModel } from '../../src/onnx/io.js';
 import { floatTensor, fromOrtTensor, tensorToFloat32 } from '../../src/onnx/tensor.js';

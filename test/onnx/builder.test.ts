@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import * as ort from 'onnxruntime-node';
+import * as ort from '../../src/util/ort.js';
 import { GraphBuilder, toAttribute, floatAttr, floatsAttr, intsAttr, makeModel, makeGraph, makeNode, makeValueInfo } from '../../src/onnx/builder.js';
 import { DataType } from '../../src/onnx/ir.js';
 import { floatTensor, int64Tensor } from '../../src/onnx/tensor.js';

@@ -1,5 +1,5 @@
 /** Test helpers for src/onnx: running models in onnxruntime-node, a tiny independent protobuf encoder, paths. */
-import * as ort from 'onnxruntime-node';
+import * as ort from '../../src/util/ort.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';

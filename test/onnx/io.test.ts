@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync, truncateSync, copyFileSync, existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import * as ort from 'onnxruntime-node';
+import * as ort from '../../src/util/ort.js';
 import { decodeModel, encodeModel, readModel, writeModel, checkProtobufSize, readModelMetadata } from '../../src/onnx/io.js';
 import { DataType, type Model } from '../../src/onnx/ir.js';
 import { GraphBuilder } from '../../src/onnx/builder.js';

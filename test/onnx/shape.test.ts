@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import * as ort from 'onnxruntime-node';
+import * as ort from '../../src/util/ort.js';
 import { GraphBuilder, type Attrs } from '../../src/onnx/builder.js';
 import { DataType, type Dim } from '../../src/onnx/ir.js';
 import { floatTensor, int64Tensor, tensorOf, dataTypeName, numel } from '../../src/onnx/tensor.js';

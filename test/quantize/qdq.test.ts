@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as ort from 'onnxruntime-node';
+import * as ort from '../../src/util/ort.js';
 import { DataType, type Model } from '../../src/onnx/ir.js';
 import { encodeModel } from '../../src/onnx/io.js';
 import { planQuantization, insertQdq, transformerFloatAdds } from '../../src/quantize/qdq.js';

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, mkdirSync, copyFileSync, readdirSync, writeFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as ort from 'onnxruntime-node';
+import * as ort from '../../src/util/ort.js';
 import { DataType, type Model } from '../../src/onnx/ir.js';
 import { encodeModel, writeModel } from '../../src/onnx/io.js';
 import { quantize, quantizeFile, calibrationImages } from '../../src/quantize/quantize.js';

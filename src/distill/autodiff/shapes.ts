@@ -4,7 +4,7 @@
  * shapes the training run will see), and independent of any shape-inference
  * code. Used when the ONNX core's `inferShapes` does not cover an op.
  */
-import * as ort from 'onnxruntime-node';
+import * as ort from '../../util/ort.js';
 import { DataType, type Model } from '../../onnx/ir.js';
 import { encodeModel } from '../../onnx/io.js';
 import { numel } from '../../onnx/tensor.js';

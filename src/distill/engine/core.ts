@@ -8,7 +8,7 @@
  * the arrays in place, so each step feeds the same Tensor objects (no copy of
  * the weights per step on the JS side).
  */
-import * as ort from 'onnxruntime-node';
+import * as ort from '../../util/ort.js';
 import { AdamW, clipGradNorm, type AdamWOptions } from './optim.js';
 import { learningRateAt, type LrSchedule } from './schedule.js';
 
