@@ -12,7 +12,7 @@
  * original bytes while unchanged. The result: a model the SDK does not change is
  * written back byte for byte, and an edited one keeps everything it did not touch.
  */
-import { promises as fs, openSync, readSync, closeSync, fstatSync } from 'node:fs';
+import { promises as fs, openSync, readSync, closeSync, fstatSync, realpathSync, constants as fsConstants } from 'node:fs';
 import { basename, dirname, isAbsolute, join, normalize, resolve, sep } from 'node:path';
 import { createHash } from 'node:crypto';
 import {
@@ -160,6 +160,8 @@ function layoutOf(buf: Uint8Array, fields: RawField[], known: readonly number[])
 
 interface DecodeContext {
   baseDir?: string;
+  /** How many graphs enclose the one being decoded (If/Loop/Scan bodies nest). */
+  depth?: number;
   loadExternalData: boolean;
   files: Map<string, { fd: number; size: number; path: string }>;
 }
@@ -259,7 +261,21 @@ function decodeModelFields(buf: Uint8Array, fields: RawField[], ctx: DecodeConte
   return model;
 }
 
+/** Subgraphs nested deeper than this are refused: every tool walks graphs recursively. */
+export const MAX_SUBGRAPH_DEPTH = 64;
+
 function decodeGraph(buf: Uint8Array, start: number, end: number, ctx: DecodeContext): Graph {
+  const depth = ctx.depth ?? 0;
+  if (depth > MAX_SUBGRAPH_DEPTH) throw new LesionFuseError(`subgraphs (If/Loop/Scan bodies) are nested more than ${MAX_SUBGRAPH_DEPTH} levels deep; refusing the model`);
+  ctx.depth = depth + 1;
+  try {
+    return decodeGraphFields(buf, start, end, ctx);
+  } finally {
+    ctx.depth = depth;
+  }
+}
+
+function decodeGraphFields(buf: Uint8Array, start: number, end: number, ctx: DecodeContext): Graph {
   const fields = scanFields(buf, start, end);
   checkWireTypes('graph', fields);
   const g: Graph = { name: '', nodes: [], inputs: [], outputs: [], initializers: [], valueInfo: [] };
@@ -612,6 +628,41 @@ function valuesFromTyped(buf: Uint8Array, dt: DataType, typed: Record<number, Ra
   return out;
 }
 
+/**
+ * Open an external-data file for reading only if it is a regular file whose real path (symbolic links
+ * resolved) stays inside the model's own folder: a link to a file elsewhere, a FIFO or a device is refused
+ * (opened non-blocking, so a FIFO cannot hang the reader).
+ */
+function openExternal(path: string, baseDir: string, location: string, tensor: string): { fd: number; size: number; path: string } {
+  let real: string;
+  let realBase: string;
+  try {
+    realBase = realpathSync(baseDir);
+  } catch {
+    throw new LesionFuseError(`the model's folder cannot be resolved: ${baseDir}`);
+  }
+  try {
+    real = realpathSync(path);
+  } catch {
+    throw new LesionFuseError(`external data file '${location}' (for tensor '${tensor}') is missing: ${path}`);
+  }
+  if (!real.startsWith(realBase + sep)) {
+    throw new LesionFuseError(`tensor '${tensor}': external data file '${location}' resolves to ${real}, outside the model's folder (through a symbolic link); refusing to read it`);
+  }
+  let fd: number;
+  try {
+    fd = openSync(real, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK | fsConstants.O_NOFOLLOW);
+  } catch (err) {
+    throw new LesionFuseError(`external data file '${location}' (for tensor '${tensor}') cannot be opened: ${(err as Error).message}`);
+  }
+  const st = fstatSync(fd);
+  if (!st.isFile()) {
+    closeSync(fd);
+    throw new LesionFuseError(`external data file '${location}' (for tensor '${tensor}') is not a regular file (a FIFO, device or folder); refusing to read it`);
+  }
+  return { fd, size: st.size, path: real };
+}
+
 function loadExternal(ref: ExternalDataRef, dt: DataType, count: number, tensor: string, ctx: DecodeContext): TensorValues {
   const baseDir = ctx.baseDir ?? process.cwd();
   if (isAbsolute(ref.location) || normalize(ref.location).split(/[\\/]/)[0] === '..') {
@@ -620,13 +671,7 @@ function loadExternal(ref: ExternalDataRef, dt: DataType, count: number, tensor:
   const path = resolve(baseDir, ref.location);
   let file = ctx.files.get(path);
   if (!file) {
-    let fd: number;
-    try {
-      fd = openSync(path, 'r');
-    } catch {
-      throw new LesionFuseError(`external data file '${ref.location}' (for tensor '${tensor}') is missing: ${path}`);
-    }
-    file = { fd, size: fstatSync(fd).size, path };
+    file = openExternal(path, baseDir, ref.location, tensor);
     ctx.files.set(path, file);
   }
   const need = byteLengthOf(dt, count);
@@ -727,6 +772,7 @@ export async function readModel(path: string, opts: Omit<DecodeOptions, 'path'> 
     throw new LesionFuseError('no such file', { subject: path });
   }
   if (st.isDirectory()) throw new LesionFuseError('is a directory, expected an ONNX file', { subject: path });
+  if (!st.isFile()) throw new LesionFuseError('is not a regular file (a FIFO, socket or device), expected an ONNX file', { subject: path });
   checkProtobufSize(st.size, path, 'read');
   let bytes: Uint8Array;
   try {
