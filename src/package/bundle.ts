@@ -11,7 +11,7 @@
  *   sample/expected.json     a summary of the recorded probability map and the tolerance verify uses
  *   CHECKSUMS.sha256         `sha256sum -c` compatible list of every file, manifest.json included
  */
-import { promises as fs, existsSync, readdirSync, statSync } from 'node:fs';
+import { promises as fs, existsSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, extname, join, relative, resolve, sep } from 'node:path';
 import { tmpdir } from 'node:os';
 import { randomBytes } from 'node:crypto';
@@ -20,9 +20,11 @@ import { readSegmentationMetadata, type SegmentationMetadata } from '../onnx/met
 import { dataTypeName } from '../onnx/tensor.js';
 import type { Model } from '../onnx/ir.js';
 import { LesionFuseError, describeError } from '../util/errors.js';
+import { z } from 'zod';
 import { sha256, sha256File } from '../util/hash.js';
-import { writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
+import { trackTemp, writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
 import { packageRoot } from '../util/paths.js';
+import { claimOutputFolder } from '../util/outdir.js';
 import { resolveModelPath } from '../models.js';
 import { VERSION } from '../version.js';
 import { findModelCard, renderModelCard } from './card.js';
@@ -64,6 +66,11 @@ export interface PackageOptions {
   provenance?: string[];
   /** The source model's card. Default: MODEL_CARD.md found beside the model; null for none. */
   modelCard?: string | null;
+  /**
+   * Replace `out` even when it holds files that are not a LesionFuse bundle. Default false: such a folder is
+   * refused. A folder that holds the model or the sample is refused always.
+   */
+  force?: boolean;
 }
 
 /** One input or output of the model as the manifest lists it. */
@@ -198,7 +205,8 @@ function listFiles(dir: string): string[] {
     for (const e of readdirSync(d, { withFileTypes: true })) {
       const p = join(d, e.name);
       if (e.isDirectory()) walk(p);
-      else out.push(relative(dir, p).split(sep).join('/'));
+      else if (e.isFile()) out.push(relative(dir, p).split(sep).join('/'));
+      else throw new LesionFuseError(`is ${e.isSymbolicLink() ? 'a symbolic link' : 'not a regular file'}; a bundle holds only regular files and folders`, { subject: p });
     }
   };
   walk(dir);
@@ -209,6 +217,26 @@ async function checksumsText(dir: string, files: string[]): Promise<string> {
   const lines: string[] = [];
   for (const f of files) lines.push(`${await sha256File(join(dir, f))}  ${f}`);
   return lines.join('\n') + '\n';
+}
+
+/**
+ * The files in `dir` that are not part of the LesionFuse bundle there: [] when it holds a bundle (a manifest.json
+ * of this schema) and nothing else, null when it holds no bundle. Only a folder with [] is replaced without --force.
+ */
+export function foreignBundleFiles(dir: string): string[] | null {
+  let m: Partial<BundleManifest> | null;
+  try {
+    m = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as Partial<BundleManifest> | null;
+  } catch {
+    return null;
+  }
+  if (!m || m.schema !== BUNDLE_SCHEMA || typeof m.files !== 'object' || m.files === null) return null;
+  const files = m.files;
+  try {
+    return listFiles(dir).filter((f) => !(f === 'manifest.json' || f === 'CHECKSUMS.sha256' || f in files));
+  } catch {
+    return null; // a link or special file inside: not a plain bundle
+  }
 }
 
 /** Replace `dest` by the finished folder `tmp` (rename; an old bundle is removed only after the swap). */
@@ -251,8 +279,12 @@ export async function packageBundle(opts: PackageOptions): Promise<PackageResult
   const avail = await profileAvailability(profile);
   const sampleProfile: Profile | string = avail.available ? profile : 'cpu-1t';
 
+  // Never replace a folder the user owns, nor the folder the model or the sample come from.
+  const claim = { foreign: foreignBundleFiles, force: opts.force, what: 'a bundle', inputs: [modelPath, samplePath] };
+  claimOutputFolder(dest, claim);
   await fs.mkdir(dirname(dest), { recursive: true });
   const tmp = `${dest}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const forgetTmp = trackTemp(tmp);
   try {
     await fs.mkdir(join(tmp, 'sample'), { recursive: true });
     // A model with external data is written self-contained, so the bundle is one model file.
@@ -317,10 +349,13 @@ export async function packageBundle(opts: PackageOptions): Promise<PackageResult
     };
     await writeJsonAtomic(join(tmp, 'manifest.json'), manifest);
     await writeFileAtomic(join(tmp, 'CHECKSUMS.sha256'), await checksumsText(tmp, listFiles(tmp).filter((f) => f !== 'CHECKSUMS.sha256')));
+    claimOutputFolder(dest, claim); // again: the folder may have changed while the bundle was made
     await swapIn(tmp, dest);
   } catch (err) {
     await fs.rm(tmp, { recursive: true, force: true });
     throw err;
+  } finally {
+    forgetTmp();
   }
   let tarball: string | null = null;
   if (opts.tar) {
@@ -365,23 +400,80 @@ export interface VerifyOptions {
   profile?: string;
 }
 
+/** A path inside a bundle as checksum lists and manifests may name it: relative, '/'-separated, no '..'. */
+function bundlePathProblem(f: string): string | null {
+  if (!f || f.startsWith('/') || /^[A-Za-z]:/.test(f) || f.includes('\\') || f.includes('\0')) return 'is not a relative path inside the bundle';
+  if (f.split('/').some((p) => p === '..' || p === '.' || p === '')) return "is not a plain path inside the bundle (no '..', '.' or empty parts)";
+  return null;
+}
+
 function parseChecksums(text: string, subject: string): Map<string, string> {
   const out = new Map<string, string>();
   for (const [i, line] of text.split('\n').entries()) {
     if (!line.trim()) continue;
     const m = /^([0-9a-f]{64}) [ *](.+)$/.exec(line);
     if (!m) throw new LesionFuseError(`line ${i + 1} is not '<sha256>  <file>'`, { subject });
+    const problem = bundlePathProblem(m[2]!);
+    if (problem) throw new LesionFuseError(`line ${i + 1}: '${m[2]}' ${problem}`, { subject });
+    // sha256sum -c checks every line; a second line for the same file could hide a bad first one.
+    if (out.has(m[2]!)) throw new LesionFuseError(`line ${i + 1}: '${m[2]}' is listed twice`, { subject });
     out.set(m[2]!, m[1]!);
   }
   return out;
 }
 
-async function readJson<T>(path: string, shown: string): Promise<T> {
+/**
+ * The real path of a file a bundle names, only if it is a regular file inside the bundle (symbolic links
+ * resolved: a link that leads out, or to a FIFO or device, is refused).
+ */
+function bundleFile(dir: string, f: string, shown: (f: string) => string, field: string): string {
+  const problem = bundlePathProblem(f);
+  if (problem) throw new LesionFuseError(`${field} '${f}' ${problem}`, { subject: shown('manifest.json') });
+  let real: string;
   try {
-    return JSON.parse(await fs.readFile(path, 'utf8')) as T;
-  } catch (err) {
-    throw new LesionFuseError(`cannot read as JSON (${describeError(err)})`, { subject: shown });
+    real = realpathSync(join(dir, f));
+  } catch {
+    throw new LesionFuseError(`missing (named by ${field})`, { subject: shown(f) });
   }
+  if (!real.startsWith(realpathSync(dir) + sep)) throw new LesionFuseError(`resolves outside the bundle (named by ${field}); refusing to read it`, { subject: shown(f) });
+  if (!statSync(real).isFile()) throw new LesionFuseError(`is not a regular file (named by ${field})`, { subject: shown(f) });
+  return real;
+}
+
+async function readJson<T>(path: string, shown: string): Promise<T> {
+  let text: string;
+  try {
+    text = await fs.readFile(path, 'utf8');
+  } catch (err) {
+    throw new LesionFuseError(`cannot read (${describeError(err)})`, { subject: shown });
+  }
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    // The parser's message quotes the text; say only where it failed, never what the file holds.
+    throw new LesionFuseError('is not valid JSON', { subject: shown });
+  }
+}
+
+/** The fields of manifest.json that verify relies on (the rest is informative). */
+const ManifestCore = z.object({
+  schema: z.string(),
+  name: z.string(),
+  model: z.object({ file: z.string(), sha256: z.string().regex(/^[0-9a-f]{64}$/), sizeBytes: z.number().int().min(0) }),
+  preprocessing: z.object({ channelOrder: z.enum(['RGB', 'BGR']) }),
+  postprocessing: z.object({ threshold: z.number() }),
+  profile: z.string(),
+  sample: z.object({ input: z.string(), mask: z.string(), expected: z.string() }),
+  files: z.record(z.string(), z.string()),
+});
+
+function checkManifest(value: unknown, subject: string): BundleManifest {
+  const r = ManifestCore.safeParse(value);
+  if (!r.success) {
+    const issues = r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
+    throw new LesionFuseError(`not a valid bundle manifest (${issues})`, { subject });
+  }
+  return value as BundleManifest;
 }
 
 /**
@@ -400,10 +492,25 @@ export async function verifyBundle(path: string, opts: VerifyOptions = {}): Prom
   }
   if (st.isDirectory()) return verifyFolder(abs, abs, opts);
   const tmp = await fs.mkdtemp(join(tmpdir(), 'lesionfuse-verify-'));
+  const forgetTmp = trackTemp(tmp);
   try {
     const entries = readTarGz(new Uint8Array(await fs.readFile(abs)), path);
     const roots = new Set(entries.map((e) => e.name.split('/')[0]!));
     if (roots.size !== 1) throw new LesionFuseError('a bundle tarball must hold exactly one top folder', { subject: path });
+    // Each path once, and never both a file and a folder (a later entry would write through the earlier one).
+    const files = new Set<string>();
+    const folders = new Set<string>();
+    for (const e of entries) {
+      const n = e.name.replace(/\/+$/, '');
+      if (files.has(n) || (!e.name.endsWith('/') && folders.has(n))) throw new LesionFuseError(`entry '${n}' appears twice or as both a file and a folder`, { subject: path });
+      (e.name.endsWith('/') ? folders : files).add(n);
+      const parts = n.split('/');
+      for (let i = 1; i < parts.length; i++) {
+        const parent = parts.slice(0, i).join('/');
+        if (files.has(parent)) throw new LesionFuseError(`entry '${n}' lies under '${parent}', which is a file in the archive`, { subject: path });
+        folders.add(parent);
+      }
+    }
     for (const e of entries) {
       const target = join(tmp, e.name);
       if (!resolve(target).startsWith(tmp + sep)) throw new LesionFuseError(`entry '${e.name}' escapes the folder`, { subject: path });
@@ -415,6 +522,7 @@ export async function verifyBundle(path: string, opts: VerifyOptions = {}): Prom
     }
     return await verifyFolder(join(tmp, [...roots][0]!), `${path}:${[...roots][0]}`, opts);
   } finally {
+    forgetTmp();
     await fs.rm(tmp, { recursive: true, force: true });
   }
 }
@@ -429,19 +537,37 @@ async function verifyFolder(dir: string, shown: string, opts: VerifyOptions): Pr
   for (const f of present) if (!sums.has(f)) throw new LesionFuseError('file is not listed in CHECKSUMS.sha256 (added after packaging?)', { subject: name(f) });
   for (const [f, want] of sums) {
     if (!existsSync(join(dir, f))) throw new LesionFuseError('listed in CHECKSUMS.sha256 but missing', { subject: name(f) });
-    const got = await sha256File(join(dir, f));
+    const got = await sha256File(bundleFile(dir, f, name, 'CHECKSUMS.sha256'));
     if (got !== want) throw new LesionFuseError(`checksum mismatch: the file was changed after packaging (SHA-256 ${got.slice(0, 12)}..., expected ${want.slice(0, 12)}...)`, { subject: name(f) });
   }
   checks.push(`${sums.size} files match CHECKSUMS.sha256`);
-  const manifest = await readJson<BundleManifest>(join(dir, 'manifest.json'), name('manifest.json'));
+  if (!sums.has('manifest.json')) throw new LesionFuseError('manifest.json is not listed in CHECKSUMS.sha256', { subject: name('CHECKSUMS.sha256') });
+  const manifest = checkManifest(await readJson<unknown>(join(dir, 'manifest.json'), name('manifest.json')), name('manifest.json'));
   if (manifest.schema !== BUNDLE_SCHEMA) throw new LesionFuseError(`schema is '${manifest.schema}', expected '${BUNDLE_SCHEMA}'`, { subject: name('manifest.json') });
   for (const [f, want] of Object.entries(manifest.files ?? {})) {
     if (sums.get(f) !== want) throw new LesionFuseError(`manifest.json and CHECKSUMS.sha256 disagree about this file`, { subject: name(f) });
   }
   for (const f of sums.keys()) if (f !== 'manifest.json' && !(f in (manifest.files ?? {}))) throw new LesionFuseError('file not listed in manifest.json', { subject: name(f) });
   checks.push('manifest.json lists the same files and hashes');
+  // Every file the manifest names must be one of the checked files, inside the bundle.
+  const named: [string, string][] = [
+    ['model.file', manifest.model.file],
+    ['sample.input', manifest.sample.input],
+    ['sample.mask', manifest.sample.mask],
+    ['sample.expected', manifest.sample.expected],
+  ];
+  for (const [field, f] of named) {
+    bundleFile(dir, f, name, field);
+    if (!sums.has(f)) throw new LesionFuseError(`${field} '${f}' is not listed in CHECKSUMS.sha256`, { subject: name('manifest.json') });
+  }
+  const modelFile = bundleFile(dir, manifest.model.file, name, 'model.file');
+  if (sums.get(manifest.model.file) !== manifest.model.sha256) {
+    throw new LesionFuseError(`model.sha256 (${manifest.model.sha256.slice(0, 12)}...) is not the model file's SHA-256`, { subject: name('manifest.json') });
+  }
+  const modelSize = statSync(modelFile).size;
+  if (modelSize !== manifest.model.sizeBytes) throw new LesionFuseError(`model.sizeBytes is ${manifest.model.sizeBytes}, the file has ${modelSize}`, { subject: name('manifest.json') });
+  checks.push('manifest.json describes the model file (SHA-256 and size)');
 
-  const modelFile = join(dir, manifest.model.file);
   let model: Model;
   try {
     model = await readModel(modelFile);
@@ -454,7 +580,7 @@ async function verifyFolder(dir: string, shown: string, opts: VerifyOptions): Pr
   }
   checks.push(`model loads (${model.graph.nodes.length} nodes, opset ${model.opsetImports.map((o) => `${o.domain || 'ai.onnx'} ${o.version}`).join(', ')})`);
 
-  const expected = await readJson<ExpectedSample>(join(dir, manifest.sample.expected), name(manifest.sample.expected));
+  const expected = await readJson<ExpectedSample>(bundleFile(dir, manifest.sample.expected, name, 'sample.expected'), name(manifest.sample.expected));
   // The bundle's own profile when it can run here; else the one-thread CPU profile (outputs of the CPU
   // provider do not depend on the thread count beyond rounding, which the tolerance covers).
   let profile: Profile | string = opts.profile ?? manifest.profile;
@@ -474,11 +600,11 @@ async function verifyFolder(dir: string, shown: string, opts: VerifyOptions): Pr
     }
   }
   const profileName = typeof profile === 'string' ? profile : profile.name;
-  const out = await segmentSample(modelFile, join(dir, manifest.sample.input), profile);
+  const out = await segmentSample(modelFile, bundleFile(dir, manifest.sample.input, name, 'sample.input'), profile);
   if (out.width !== expected.width || out.height !== expected.height) {
     throw new LesionFuseError(`sample output is ${out.width} x ${out.height}, recorded ${expected.width} x ${expected.height}`, { subject: name(manifest.sample.input) });
   }
-  const recordedMask = await readMask(join(dir, manifest.sample.mask));
+  const recordedMask = await readMask(bundleFile(dir, manifest.sample.mask, name, 'sample.mask'));
   let agree = 0;
   for (let i = 0; i < out.mask.length; i++) if ((out.mask[i] ? 1 : 0) === recordedMask.data[i]) agree++;
   const agreement = agree / out.mask.length;

@@ -160,13 +160,29 @@ export function createTarGz(entries: readonly TarEntry[]): Uint8Array {
   return gzipSync(createTar(entries), { level: 9 });
 }
 
-/** gunzip + readTar, with one-line errors naming `source`. */
-export function readTarGz(bytes: Uint8Array, source = 'archive'): TarEntry[] {
+/** The largest archive `readTarGz` inflates by default: 20x the compressed size, at least 256 MiB, at most 4 GiB. */
+export function defaultInflateLimit(compressedBytes: number): number {
+  return Math.min(4 * 2 ** 30, Math.max(256 * 2 ** 20, 20 * compressedBytes));
+}
+
+/**
+ * gunzip + readTar, with one-line errors naming `source`. Inflating stops at `maxBytes` (default
+ * {@link defaultInflateLimit}): a gzip bomb is refused with the limit in the message instead of filling memory.
+ */
+export function readTarGz(bytes: Uint8Array, source = 'archive', maxBytes = defaultInflateLimit(bytes.length)): TarEntry[] {
   let raw: Uint8Array;
   try {
-    raw = gunzipSync(bytes);
+    raw = gunzipSync(bytes, { maxOutputLength: maxBytes });
   } catch (err) {
-    throw new LesionFuseError(`not a gzip file or corrupt (${(err as Error).message})`, { subject: source });
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'ERR_BUFFER_TOO_LARGE' || e instanceof RangeError) {
+      const mib = (maxBytes / 2 ** 20).toFixed(0);
+      throw new LesionFuseError(
+        `inflates to more than ${mib} MiB (the limit for a ${(bytes.length / 2 ** 20).toFixed(1)} MiB archive: 20x its size, at least 256 MiB); refused as a possible decompression bomb`,
+        { subject: source },
+      );
+    }
+    throw new LesionFuseError(`not a gzip file or corrupt (${e.message})`, { subject: source });
   }
   return readTar(raw, source);
 }

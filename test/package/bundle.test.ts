@@ -86,6 +86,7 @@ test('tampered bundles are refused, naming the file', async () => {
     const h = (f: string) => createHash('sha256').update(readFileSync(join(c, f))).digest('hex');
     const mc = JSON.parse(readFileSync(join(c, 'manifest.json'), 'utf8')) as BundleManifest;
     mc.files['model.onnx'] = h('model.onnx');
+    mc.model.sha256 = h('model.onnx'); // a careful tamperer updates this too (verify compares it with the file)
     writeFileSync(join(c, 'manifest.json'), JSON.stringify(mc));
     const lines = readFileSync(join(c, 'CHECKSUMS.sha256'), 'utf8').trim().split('\n').map((l) => {
       const f = l.slice(66);

@@ -18,6 +18,7 @@ interface Args {
   dice?: number;
   'latency-ms'?: number;
   json: boolean;
+  force: boolean;
 }
 
 export const command: CommandModule<object, Args> = {
@@ -36,6 +37,7 @@ export const command: CommandModule<object, Args> = {
       .option('dice', { type: 'number', describe: 'measured Dice to record in the manifest and card' })
       .option('latency-ms', { type: 'number', describe: 'measured median latency (ms) on the profile, to record' })
       .option('json', { type: 'boolean', default: false, describe: 'print the result as JSON on stdout' })
+      .option('force', { type: 'boolean', default: false, describe: 'replace --out even when it holds files that are not a LesionFuse bundle (never the folder of the model or sample)' })
       .example('$0 package default:student --profile cpu-2t --out student-bundle --tar', 'bundle the bundled student, with a tarball')
       .example('$0 package verify student-bundle.tar.gz', 'check checksums, load the model, re-run the sample'),
   handler: async (a) => {
@@ -52,7 +54,7 @@ export const command: CommandModule<object, Args> = {
     if (a.bundle) throw new LesionFuseError(`unexpected argument '${a.bundle}' (to check a bundle: lesionfuse package verify BUNDLE)`);
     if (!a.out) throw new LesionFuseError('--out DIR is required: the bundle folder to create', { subject: '--out' });
     const metrics = a.dice !== undefined || a['latency-ms'] !== undefined ? { dice: a.dice, latencyMedianMs: a['latency-ms'] } : undefined;
-    const r = await packageBundle({ model: a.model, profile: a.profile ?? 'cpu-2t', out: a.out, tar: a.tar, sample: a.sample, name: a.name, metrics });
+    const r = await packageBundle({ model: a.model, profile: a.profile ?? 'cpu-2t', out: a.out, tar: a.tar, sample: a.sample, name: a.name, metrics, force: a.force });
     if (a.json) process.stdout.write(JSON.stringify({ dir: r.dir, tarball: r.tarball, manifest: r.manifest }, null, 2) + '\n');
     else {
       log.info(`bundle written: ${r.dir}${r.tarball ? ` and ${r.tarball}` : ''}`);
