@@ -4,8 +4,9 @@
  * recorded with its reason and the other candidates are still measured; the result says what failed.
  */
 import { promises as fs, existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative, sep } from 'node:path';
 import { log } from '../util/log.js';
+import { writeJsonAtomic } from '../util/atomic.js';
 import { describeError } from '../util/errors.js';
 import { loadProfile, profileAvailability, threadsFor } from '../runtime/profiles.js';
 import { openDataset, type Split } from '../runtime/dataset.js';
@@ -264,14 +265,17 @@ export async function runPipeline(cfg: PipelineConfig, opts: RunOptions = {}): P
       const pkDir = join(stepsDir, 'package', safe(chosen.id));
       // The bundle lives outside the step folder (where users look for it): a previous package step is only
       // valid while that bundle is still there.
-      if (!existsSync(join(bundleDir, 'manifest.json')) || (cfg.package.tar && !existsSync(`${bundleDir}.tar.gz`))) await fs.rm(join(pkDir, 'step.json'), { force: true });
+      // valid while that bundle is still there, byte for byte (every file re-hashed against the step's record).
+      if (!(await bundleUnchanged(join(pkDir, 'bundle.json'), bundleDir, cfg.package.tar ? `${bundleDir}.tar.gz` : null, hasher))) {
+        await fs.rm(join(pkDir, 'step.json'), { force: true });
+      }
       const pk = await runStep(
         { id: `package/${chosen.id}`, dir: pkDir, inputs: [model, ...(cfg.package.sample ? [cfg.package.sample] : [])], settings: { profile, metrics, tar: cfg.package.tar, provenance: chosen.derivation, bundleDir } },
         hasher,
         async (dir) => {
           const r = await packageBundle({ model, profile, out: bundleDir, tar: cfg.package.tar, metrics, provenance: chosen.derivation, modelCard: chosen.sourceCard, sample: cfg.package.sample, name: `${cfg.name}-${chosen.id}` });
           // The step's own record of what it made (the bundle lives outside the step folder, where users look for it).
-          await fs.writeFile(join(dir, 'bundle.json'), JSON.stringify({ dir: r.dir, tarball: r.tarball, modelSha256: r.manifest.model.sha256 }, null, 2) + '\n');
+          await writeJsonAtomic(join(dir, 'bundle.json'), { dir: r.dir, tarball: r.tarball, modelSha256: r.manifest.model.sha256, files: await hashFolder(r.dir, hasher), tarballSha256: r.tarball ? await hasher.hash(r.tarball) : null });
           return { files: ['bundle.json'], result: { dir: r.dir, tarball: r.tarball } };
         },
       );
@@ -364,4 +368,36 @@ export function choose(
       `${eligible.length} of ${measured.length} measured candidates were within ${s.maxDiceDrop}${onFront ? '; it is on the Pareto front' : ''}${fallback}.`,
     profile,
   };
+}
+
+/** SHA-256 of every file under `dir`, by '/'-separated relative path. */
+async function hashFolder(dir: string, hasher: FileHasher): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  const walk = async (d: string): Promise<void> => {
+    for (const e of await fs.readdir(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) await walk(p);
+      else out[relative(dir, p).split(sep).join('/')] = e.isFile() ? await hasher.hash(p) : 'not a regular file';
+    }
+  };
+  await walk(dir);
+  return out;
+}
+
+/**
+ * True when the bundle a previous package step recorded in `record` is still there with the same files and
+ * bytes (and the tarball too, when one is wanted): only then may the step be reused.
+ */
+async function bundleUnchanged(record: string, bundleDir: string, tarball: string | null, hasher: FileHasher): Promise<boolean> {
+  try {
+    const r = JSON.parse(await fs.readFile(record, 'utf8')) as { files?: Record<string, string>; tarballSha256?: string | null };
+    if (!r.files || !existsSync(bundleDir)) return false;
+    const now = await hashFolder(bundleDir, hasher);
+    const keys = Object.keys(r.files);
+    if (keys.length !== Object.keys(now).length || keys.some((k) => now[k] !== r.files![k])) return false;
+    if (tarball) return existsSync(tarball) && r.tarballSha256 === (await hasher.hash(tarball));
+    return true;
+  } catch {
+    return false;
+  }
 }

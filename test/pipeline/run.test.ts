@@ -79,6 +79,14 @@ test('a tiny pipeline runs end to end, its report carries the evaluation numbers
     const r2 = await runPipeline(loadPipelineConfig(join(dir, 'p.yaml')), { command: 'test' });
     assert.ok(r2.steps.filter((s) => s.id !== 'report').every((s) => s.status === 'reused'), JSON.stringify(statuses(r2)));
 
+    // A bundle whose files were changed after the run is not reused: the package step runs again and the
+    // bundle verifies (before, the step said 'reused' while the bundle held garbage).
+    writeFileSync(join(r1.bundle.dir, 'model.onnx'), 'garbage');
+    const r2b = await runPipeline(loadPipelineConfig(join(dir, 'p.yaml')), { command: 'test' });
+    const pk = r2b.steps.find((s) => s.id.startsWith('package/'))!;
+    assert.equal(pk.status, 'ran');
+    await verifyBundle(r2b.bundle!.dir);
+
     // A changed setting (benchmark runs) re-runs the benchmarks only.
     write(3);
     const r3 = statuses(await runPipeline(loadPipelineConfig(join(dir, 'p.yaml')), { command: 'test' }));
