@@ -11,6 +11,16 @@ import { VERSION } from '../version.js';
 import { log, setLogLevel } from '../util/log.js';
 import { describeError, LesionFuseError } from '../util/errors.js';
 import { commands } from './commands/index.js';
+import { removePendingTemps } from '../util/atomic.js';
+
+/** Ctrl-C or a polite kill: remove half-written temporary files, then exit as the signal asks (128 + its number). */
+function exitCleanlyOn(signal: 'SIGINT' | 'SIGTERM', code: number): void {
+  process.once(signal, () => {
+    removePendingTemps();
+    process.stderr.write(`\ninterrupted (${signal}): nothing half-written was left behind\n`);
+    process.exit(code);
+  });
+}
 
 export async function main(argv: string[] = hideBin(process.argv)): Promise<number> {
   const debug = argv.includes('--debug');
@@ -48,6 +58,8 @@ function invokedDirectly(): boolean {
   }
 }
 if (invokedDirectly()) {
+  exitCleanlyOn('SIGINT', 130);
+  exitCleanlyOn('SIGTERM', 143);
   main().then((code) => {
     process.exitCode = code;
   });

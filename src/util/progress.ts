@@ -1,3 +1,5 @@
+import { getLogLevel } from './log.js';
+
 /**
  * The one progress display for long work (calibration, evaluation, training, batches).
  * Draws a single updating line on a TTY; on a pipe or in CI prints a line every ~10%.
@@ -23,7 +25,8 @@ export class Progress {
   }
 
   private render(note: string): void {
-    if (!this.enabled || this.total <= 0) return;
+    // --quiet means errors only: no progress either.
+    if (!this.enabled || this.total <= 0 || getLogLevel() === 'quiet') return;
     const frac = this.done / this.total;
     const elapsed = (Date.now() - this.start) / 1000;
     const eta = frac > 0 ? elapsed / frac - elapsed : 0;

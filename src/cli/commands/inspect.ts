@@ -26,11 +26,15 @@ export const command: CommandModule<object, Args> = {
     const model = await readModel(path);
     const summary = inspectModel(model, { fileSizeBytes: statSync(path).size });
     const issues = checkModel(model);
+    const errors = issues.filter((i) => i.severity === 'error').length;
+    // A model the checker flags as invalid is a failed inspection: exit 2 (the summary is still printed).
+    if (errors > 0) process.exitCode = 2;
     if (args.json) {
       process.stdout.write(JSON.stringify({ path, ...summary, issues }, null, 2) + '\n');
+      if (errors > 0) log.error(`${path}: the checker found ${errors} error(s) (see "issues")`);
       return;
     }
     process.stdout.write(formatModelSummary(summary, path) + '\n');
-    for (const i of issues) (i.severity === 'error' ? log.error : log.warn)(i.message);
+    for (const i of issues) (i.severity === 'error' ? log.error : log.warn)(`${path}: ${i.message}`);
   },
 };
