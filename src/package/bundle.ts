@@ -14,14 +14,19 @@
 import { promises as fs, existsSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, extname, join, relative, resolve, sep } from 'node:path';
 import { tmpdir } from 'node:os';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { DataType } from '../onnx/ir.js';
+import { cpuKind, type CpuKind } from './cpu.js';
+import { bundleReadme } from './readme.js';
 import { readModel, encodeModel } from '../onnx/io.js';
 import { readSegmentationMetadata, type SegmentationMetadata } from '../onnx/metadata.js';
 import { dataTypeName } from '../onnx/tensor.js';
 import type { Model } from '../onnx/ir.js';
 import { LesionFuseError, describeError } from '../util/errors.js';
-import { z } from 'zod';
+import type { KeyObject } from 'node:crypto';
 import { sha256, sha256File } from '../util/hash.js';
+import { bundleFile, checkBundleFiles, listFiles, readJson } from './integrity.js';
 import { trackTemp, writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
 import { packageRoot } from '../util/paths.js';
 import { claimOutputFolder } from '../util/outdir.js';
@@ -29,11 +34,13 @@ import { resolveModelPath } from '../models.js';
 import { VERSION } from '../version.js';
 import { findModelCard, renderModelCard } from './card.js';
 import { createTarGz, readTarGz } from './tar.js';
+import { loadPrivateKey, loadPublicKey, signManifest, SIGNATURE_FILE } from './signing.js';
 import { segmentSample, type SampleOutput } from './sample.js';
 import { writeMaskPng, readMask } from '../runtime/image.js';
 import { loadProfile, parseProfile, profileAvailability, type Profile } from '../runtime/profiles.js';
 
-export const BUNDLE_SCHEMA = 'lesionfuse.bundle/1';
+export { BUNDLE_SCHEMA } from './integrity.js';
+import { BUNDLE_SCHEMA } from './integrity.js';
 
 /** Measurements to record in the manifest and the card (all optional). */
 export interface BundleMetrics {
@@ -71,6 +78,8 @@ export interface PackageOptions {
    * refused. A folder that holds the model or the sample is refused always.
    */
   force?: boolean;
+  /** Sign the manifest with this Ed25519 private key (a PEM file from `lesionfuse keygen`). */
+  sign?: string;
 }
 
 /** One input or output of the model as the manifest lists it. */
@@ -92,6 +101,8 @@ export interface ExpectedSample {
   tolerance: { probabilityGridAbs: number; maskAgreement: number; why: string };
   /** The profile the recorded output was made with (the bundle's own, or cpu-1t when that could not run where it was packaged). */
   recordedWith?: string;
+  /** The CPU the recorded output was made on: fp32 outputs are bit-identical only on the same kind. */
+  cpu?: CpuKind;
 }
 
 /** manifest.json */
@@ -100,7 +111,21 @@ export interface BundleManifest {
   name: string;
   sdkVersion: string;
   createdAt: string;
-  model: { file: string; sha256: string; sizeBytes: number; irVersion: number; opsets: { domain: string; version: number }[]; parameters: number };
+  model: {
+    file: string; sha256: string; sizeBytes: number; irVersion: number; opsets: { domain: string; version: number }[]; parameters: number;
+    /** What the model file computes in: read from the graph (Q/DQ or integer ops: int8; float16 weights: fp16), not from the profile. */
+    precision: ModelPrecision;
+  };
+  /** Where the model came from, by hash: the teacher it was distilled from, the model it was derived from, its data, the SDK. */
+  lineage: {
+    modelSha256: string;
+    teacherSha256: string | null;
+    parentSha256: string | null;
+    trainingData: string | null;
+    sdk: { version: string; libSha256: string };
+  };
+  /** The runtime the recorded sample output was made with (the bundle's package.json pins the same versions). */
+  runtime: { node: string; packages: Record<string, string>; cpu: CpuKind };
   inputs: TensorSpec[];
   outputs: TensorSpec[];
   preprocessing: {
@@ -122,6 +147,77 @@ export interface BundleManifest {
   sample: { input: string; mask: string; expected: string };
   /** SHA-256 of every file except manifest.json itself (CHECKSUMS.sha256 covers it). */
   files: Record<string, string>;
+}
+
+export type ModelPrecision = 'fp32' | 'fp16' | 'int8';
+
+/** The precision of a model, from its graph: integer/QDQ ops mean int8, float16 initializers fp16, else fp32. */
+export function modelPrecision(model: Model): ModelPrecision {
+  const intOps = new Set(['QuantizeLinear', 'DequantizeLinear', 'DynamicQuantizeLinear', 'QLinearConv', 'QLinearMatMul', 'MatMulInteger', 'ConvInteger']);
+  const walk = (g: Model['graph']): boolean =>
+    g.nodes.some((n) => intOps.has(n.opType) || Object.values(n.attributes).some((a) => (a.type === 'graph' ? walk(a.value) : false)));
+  if (walk(model.graph)) return 'int8';
+  if (model.graph.initializers.some((i) => i.dataType === DataType.FLOAT16)) return 'fp16';
+  return 'fp32';
+}
+
+/** The runtime files a bundle's runner needs, as modules of the compiled SDK (dist/src) with their imports. */
+const RUNNER_ENTRIES = ['runtime/segmenter.js', 'runtime/image.js', 'package/integrity.js', 'package/signing.js', 'package/cpu.js', 'util/errors.js'];
+/** npm packages the runner imports, pinned in the bundle's package.json to the versions the sample was recorded with. */
+const RUNNER_PACKAGES = ['onnxruntime-node', 'sharp', 'zod'];
+
+/** The compiled modules reachable from the runner's entries by relative imports (paths relative to dist/src). */
+function runnerModules(distSrc: string): string[] {
+  const seen = new Set<string>();
+  const visit = (rel: string): void => {
+    if (seen.has(rel)) return;
+    seen.add(rel);
+    const text = readFileSync(join(distSrc, rel), 'utf8');
+    for (const m of text.matchAll(/(?:from|import)\s*\(?\s*['"](\.{1,2}\/[^'"]+)['"]/g)) {
+      visit(relative(distSrc, resolve(dirname(join(distSrc, rel)), m[1]!)).split(sep).join('/'));
+    }
+  };
+  for (const e of RUNNER_ENTRIES) visit(e);
+  return [...seen].sort();
+}
+
+function installedVersion(pkg: string): string {
+  for (const base of [join(packageRoot(), 'node_modules'), join(dirname(packageRoot()))]) {
+    const p = join(base, pkg, 'package.json');
+    if (existsSync(p)) return (JSON.parse(readFileSync(p, 'utf8')) as { version: string }).version;
+  }
+  throw new LesionFuseError(`cannot find the installed version of ${pkg} (needed to pin the bundle's runtime)`);
+}
+
+/** Write the runner (run.mjs, test.mjs, lib/, package.json, README.md) into the bundle folder being made. */
+async function writeRunner(tmp: string, name: string): Promise<{ packages: Record<string, string>; libSha256: string }> {
+  const distSrc = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+  const modules = runnerModules(distSrc);
+  const libHash = createHash('sha256');
+  for (const rel of modules) {
+    const bytes = await fs.readFile(join(distSrc, rel));
+    libHash.update(`${rel}\0`).update(bytes);
+    await fs.mkdir(dirname(join(tmp, 'lib', rel)), { recursive: true });
+    await fs.writeFile(join(tmp, 'lib', rel), bytes);
+  }
+  for (const f of ['run.mjs', 'test.mjs']) await fs.copyFile(join(packageRoot(), 'bundle-runner', f), join(tmp, f));
+  const packages = Object.fromEntries(RUNNER_PACKAGES.map((p) => [p, installedVersion(p)]));
+  const safe = name.toLowerCase().replace(/[^a-z0-9._-]+/g, '-').replace(/^[._-]+/, '').slice(0, 200) || 'model';
+  await writeJsonAtomic(join(tmp, 'package.json'), {
+    name: `lesionfuse-bundle-${safe}`,
+    version: '1.0.0',
+    private: true,
+    type: 'module',
+    description: `LesionFuse edge bundle ${name}: run with \`node run.mjs IMAGES --out DIR\`; \`npm test\` checks the sample.`,
+    license: 'SEE MODEL_CARD.md',
+    engines: { node: '>=20' },
+    scripts: { test: 'node test.mjs', segment: 'node run.mjs' },
+    dependencies: packages,
+    // npm 11 runs no dependency install scripts unless allowed; say so explicitly: onnxruntime-node's would
+    // download CUDA libraries, which a CPU device does not need and an offline one cannot fetch.
+    allowScripts: Object.fromEntries(RUNNER_PACKAGES.map((p) => [p, false])),
+  });
+  return { packages, libSha256: libHash.digest('hex') };
 }
 
 /** What {@link packageBundle} made. */
@@ -198,21 +294,6 @@ export function defaultSampleImage(): string {
   return join(dir, files[0]!);
 }
 
-/** All files under `dir`, as '/'-separated relative paths, sorted. */
-function listFiles(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (e.isFile()) out.push(relative(dir, p).split(sep).join('/'));
-      else throw new LesionFuseError(`is ${e.isSymbolicLink() ? 'a symbolic link' : 'not a regular file'}; a bundle holds only regular files and folders`, { subject: p });
-    }
-  };
-  walk(dir);
-  return out.sort();
-}
-
 async function checksumsText(dir: string, files: string[]): Promise<string> {
   const lines: string[] = [];
   for (const f of files) lines.push(`${await sha256File(join(dir, f))}  ${f}`);
@@ -282,6 +363,7 @@ export async function packageBundle(opts: PackageOptions): Promise<PackageResult
   // Never replace a folder the user owns, nor the folder the model or the sample come from.
   const claim = { foreign: foreignBundleFiles, force: opts.force, what: 'a bundle', inputs: [modelPath, samplePath] };
   claimOutputFolder(dest, claim);
+  const signingKey = opts.sign ? loadPrivateKey(opts.sign) : null;
   await fs.mkdir(dirname(dest), { recursive: true });
   const tmp = `${dest}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
   const forgetTmp = trackTemp(tmp);
@@ -305,16 +387,20 @@ export async function packageBundle(opts: PackageOptions): Promise<PackageResult
     if (existsSync(attribution)) await fs.copyFile(attribution, join(tmp, 'sample/ATTRIBUTION.md'));
     const out = await segmentSample(join(tmp, 'model.onnx'), join(tmp, inputName), sampleProfile);
     await writeMaskPng(join(tmp, 'sample/expected_mask.png'), { width: out.width, height: out.height, data: out.mask });
-    await writeJsonAtomic(join(tmp, 'sample/expected.json'), { ...summarise(out, basename(samplePath)), recordedWith: typeof sampleProfile === 'string' ? sampleProfile : sampleProfile.name });
+    await writeJsonAtomic(join(tmp, 'sample/expected.json'), { ...summarise(out, basename(samplePath)), recordedWith: typeof sampleProfile === 'string' ? sampleProfile : sampleProfile.name, cpu: cpuKind() });
 
     const parameters = model.graph.initializers.reduce((n, i) => n + i.dims.reduce((a, b) => a * b, 1), 0);
+    const precision = modelPrecision(model);
     await writeFileAtomic(join(tmp, 'MODEL_CARD.md'), renderModelCard({
+      precision,
       name, modelFile: 'model.onnx', sha256: modelSha, sizeBytes: modelSize, inputSize: size, threshold: meta.threshold,
       output: meta.output, profile: profile.name, metadata: model.metadata,
       provenance: [...provenance, `sample image: ${basename(samplePath)} (bundled sample of public data; see samples/ATTRIBUTION.md of LesionFuse)`],
       metrics: opts.metrics, sourceCard, sdkVersion: VERSION, createdAt,
     }));
 
+    const runner = await writeRunner(tmp, name);
+    await writeFileAtomic(join(tmp, 'README.md'), bundleReadme({ name, precision, profile: profile.name, packages: runner.packages, signed: Boolean(signingKey), expectedTolerance: TOLERANCE }));
     const files: Record<string, string> = {};
     for (const f of listFiles(tmp)) files[f] = await sha256File(join(tmp, f));
     const manifest: BundleManifest = {
@@ -322,7 +408,15 @@ export async function packageBundle(opts: PackageOptions): Promise<PackageResult
       name,
       sdkVersion: VERSION,
       createdAt,
-      model: { file: 'model.onnx', sha256: modelSha, sizeBytes: modelSize, irVersion: model.irVersion, opsets: model.opsetImports.map((o) => ({ ...o })), parameters },
+      model: { file: 'model.onnx', sha256: modelSha, sizeBytes: modelSize, irVersion: model.irVersion, opsets: model.opsetImports.map((o) => ({ ...o })), parameters, precision },
+      lineage: {
+        modelSha256: modelSha,
+        teacherSha256: model.metadata['lesionfuse.teacher_sha256'] ?? null,
+        parentSha256: model.metadata['lesionfuse.parent_sha256'] ?? null,
+        trainingData: model.metadata['lesionfuse.training_data'] ?? null,
+        sdk: { version: VERSION, libSha256: runner.libSha256 },
+      },
+      runtime: { node: process.version, packages: runner.packages, cpu: cpuKind() },
       inputs,
       outputs,
       preprocessing: {
@@ -348,6 +442,7 @@ export async function packageBundle(opts: PackageOptions): Promise<PackageResult
       files,
     };
     await writeJsonAtomic(join(tmp, 'manifest.json'), manifest);
+    if (signingKey) await writeJsonAtomic(join(tmp, SIGNATURE_FILE), signManifest(await fs.readFile(join(tmp, 'manifest.json')), signingKey));
     await writeFileAtomic(join(tmp, 'CHECKSUMS.sha256'), await checksumsText(tmp, listFiles(tmp).filter((f) => f !== 'CHECKSUMS.sha256')));
     claimOutputFolder(dest, claim); // again: the folder may have changed while the bundle was made
     await swapIn(tmp, dest);
@@ -398,82 +493,8 @@ export interface VerifyResult {
 export interface VerifyOptions {
   /** Profile to run the sample with. Default: the one in the manifest. */
   profile?: string;
-}
-
-/** A path inside a bundle as checksum lists and manifests may name it: relative, '/'-separated, no '..'. */
-function bundlePathProblem(f: string): string | null {
-  if (!f || f.startsWith('/') || /^[A-Za-z]:/.test(f) || f.includes('\\') || f.includes('\0')) return 'is not a relative path inside the bundle';
-  if (f.split('/').some((p) => p === '..' || p === '.' || p === '')) return "is not a plain path inside the bundle (no '..', '.' or empty parts)";
-  return null;
-}
-
-function parseChecksums(text: string, subject: string): Map<string, string> {
-  const out = new Map<string, string>();
-  for (const [i, line] of text.split('\n').entries()) {
-    if (!line.trim()) continue;
-    const m = /^([0-9a-f]{64}) [ *](.+)$/.exec(line);
-    if (!m) throw new LesionFuseError(`line ${i + 1} is not '<sha256>  <file>'`, { subject });
-    const problem = bundlePathProblem(m[2]!);
-    if (problem) throw new LesionFuseError(`line ${i + 1}: '${m[2]}' ${problem}`, { subject });
-    // sha256sum -c checks every line; a second line for the same file could hide a bad first one.
-    if (out.has(m[2]!)) throw new LesionFuseError(`line ${i + 1}: '${m[2]}' is listed twice`, { subject });
-    out.set(m[2]!, m[1]!);
-  }
-  return out;
-}
-
-/**
- * The real path of a file a bundle names, only if it is a regular file inside the bundle (symbolic links
- * resolved: a link that leads out, or to a FIFO or device, is refused).
- */
-function bundleFile(dir: string, f: string, shown: (f: string) => string, field: string): string {
-  const problem = bundlePathProblem(f);
-  if (problem) throw new LesionFuseError(`${field} '${f}' ${problem}`, { subject: shown('manifest.json') });
-  let real: string;
-  try {
-    real = realpathSync(join(dir, f));
-  } catch {
-    throw new LesionFuseError(`missing (named by ${field})`, { subject: shown(f) });
-  }
-  if (!real.startsWith(realpathSync(dir) + sep)) throw new LesionFuseError(`resolves outside the bundle (named by ${field}); refusing to read it`, { subject: shown(f) });
-  if (!statSync(real).isFile()) throw new LesionFuseError(`is not a regular file (named by ${field})`, { subject: shown(f) });
-  return real;
-}
-
-async function readJson<T>(path: string, shown: string): Promise<T> {
-  let text: string;
-  try {
-    text = await fs.readFile(path, 'utf8');
-  } catch (err) {
-    throw new LesionFuseError(`cannot read (${describeError(err)})`, { subject: shown });
-  }
-  try {
-    return JSON.parse(text) as T;
-  } catch {
-    // The parser's message quotes the text; say only where it failed, never what the file holds.
-    throw new LesionFuseError('is not valid JSON', { subject: shown });
-  }
-}
-
-/** The fields of manifest.json that verify relies on (the rest is informative). */
-const ManifestCore = z.object({
-  schema: z.string(),
-  name: z.string(),
-  model: z.object({ file: z.string(), sha256: z.string().regex(/^[0-9a-f]{64}$/), sizeBytes: z.number().int().min(0) }),
-  preprocessing: z.object({ channelOrder: z.enum(['RGB', 'BGR']) }),
-  postprocessing: z.object({ threshold: z.number() }),
-  profile: z.string(),
-  sample: z.object({ input: z.string(), mask: z.string(), expected: z.string() }),
-  files: z.record(z.string(), z.string()),
-});
-
-function checkManifest(value: unknown, subject: string): BundleManifest {
-  const r = ManifestCore.safeParse(value);
-  if (!r.success) {
-    const issues = r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
-    throw new LesionFuseError(`not a valid bundle manifest (${issues})`, { subject });
-  }
-  return value as BundleManifest;
+  /** The public key (a PEM file or a KeyObject) the bundle must be signed with; unsigned or otherwise signed bundles are refused. */
+  pubkey?: string | KeyObject;
 }
 
 /**
@@ -529,44 +550,8 @@ export async function verifyBundle(path: string, opts: VerifyOptions = {}): Prom
 
 async function verifyFolder(dir: string, shown: string, opts: VerifyOptions): Promise<VerifyResult> {
   const name = (f: string) => `${shown}/${f}`;
-  const checks: string[] = [];
-  const ckPath = join(dir, 'CHECKSUMS.sha256');
-  if (!existsSync(ckPath)) throw new LesionFuseError('missing: not a LesionFuse bundle (no CHECKSUMS.sha256)', { subject: name('CHECKSUMS.sha256') });
-  const sums = parseChecksums(await fs.readFile(ckPath, 'utf8'), name('CHECKSUMS.sha256'));
-  const present = listFiles(dir).filter((f) => f !== 'CHECKSUMS.sha256');
-  for (const f of present) if (!sums.has(f)) throw new LesionFuseError('file is not listed in CHECKSUMS.sha256 (added after packaging?)', { subject: name(f) });
-  for (const [f, want] of sums) {
-    if (!existsSync(join(dir, f))) throw new LesionFuseError('listed in CHECKSUMS.sha256 but missing', { subject: name(f) });
-    const got = await sha256File(bundleFile(dir, f, name, 'CHECKSUMS.sha256'));
-    if (got !== want) throw new LesionFuseError(`checksum mismatch: the file was changed after packaging (SHA-256 ${got.slice(0, 12)}..., expected ${want.slice(0, 12)}...)`, { subject: name(f) });
-  }
-  checks.push(`${sums.size} files match CHECKSUMS.sha256`);
-  if (!sums.has('manifest.json')) throw new LesionFuseError('manifest.json is not listed in CHECKSUMS.sha256', { subject: name('CHECKSUMS.sha256') });
-  const manifest = checkManifest(await readJson<unknown>(join(dir, 'manifest.json'), name('manifest.json')), name('manifest.json'));
-  if (manifest.schema !== BUNDLE_SCHEMA) throw new LesionFuseError(`schema is '${manifest.schema}', expected '${BUNDLE_SCHEMA}'`, { subject: name('manifest.json') });
-  for (const [f, want] of Object.entries(manifest.files ?? {})) {
-    if (sums.get(f) !== want) throw new LesionFuseError(`manifest.json and CHECKSUMS.sha256 disagree about this file`, { subject: name(f) });
-  }
-  for (const f of sums.keys()) if (f !== 'manifest.json' && !(f in (manifest.files ?? {}))) throw new LesionFuseError('file not listed in manifest.json', { subject: name(f) });
-  checks.push('manifest.json lists the same files and hashes');
-  // Every file the manifest names must be one of the checked files, inside the bundle.
-  const named: [string, string][] = [
-    ['model.file', manifest.model.file],
-    ['sample.input', manifest.sample.input],
-    ['sample.mask', manifest.sample.mask],
-    ['sample.expected', manifest.sample.expected],
-  ];
-  for (const [field, f] of named) {
-    bundleFile(dir, f, name, field);
-    if (!sums.has(f)) throw new LesionFuseError(`${field} '${f}' is not listed in CHECKSUMS.sha256`, { subject: name('manifest.json') });
-  }
-  const modelFile = bundleFile(dir, manifest.model.file, name, 'model.file');
-  if (sums.get(manifest.model.file) !== manifest.model.sha256) {
-    throw new LesionFuseError(`model.sha256 (${manifest.model.sha256.slice(0, 12)}...) is not the model file's SHA-256`, { subject: name('manifest.json') });
-  }
-  const modelSize = statSync(modelFile).size;
-  if (modelSize !== manifest.model.sizeBytes) throw new LesionFuseError(`model.sizeBytes is ${manifest.model.sizeBytes}, the file has ${modelSize}`, { subject: name('manifest.json') });
-  checks.push('manifest.json describes the model file (SHA-256 and size)');
+  const pubkey = typeof opts.pubkey === 'string' ? loadPublicKey(opts.pubkey) : opts.pubkey;
+  const { manifest, checks, modelFile } = await checkBundleFiles(dir, shown, pubkey ? { pubkey } : {});
 
   let model: Model;
   try {

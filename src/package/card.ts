@@ -36,6 +36,8 @@ export function findModelCard(modelPath: string): string | null {
 /** What {@link renderModelCard} writes about. */
 export interface ModelCardInput {
   name: string;
+  /** What the bundled file computes in (from its graph). */
+  precision?: string;
   modelFile: string;
   sha256: string;
   sizeBytes: number;
@@ -62,7 +64,9 @@ export function renderModelCard(c: ModelCardInput): string {
   const L: string[] = [];
   const source = c.sourceCard ? readFileSync(c.sourceCard, 'utf8') : null;
   L.push(`# Model card: ${c.name}`, '');
-  L.push(`Edge bundle made by LesionFuse ${c.sdkVersion} on ${c.createdAt}. File \`${c.modelFile}\`, ${(c.sizeBytes / 2 ** 20).toFixed(2)} MB, SHA-256 \`${c.sha256}\`.`, '');
+  L.push(`Edge bundle made by LesionFuse ${c.sdkVersion} on ${c.createdAt}. File \`${c.modelFile}\`, ${(c.sizeBytes / 2 ** 20).toFixed(2)} MB, SHA-256 \`${c.sha256}\`${c.precision ? `, precision **${c.precision}**` : ''}.`, '');
+  // A card that names this file's SHA-256 is its own; any other card describes the model this one was made from.
+  const ownCard = source !== null && source.includes(c.sha256);
   L.push('## What it does', '');
   L.push(`Segments the skin lesion in a dermoscopic RGB image: input resized to ${c.inputSize.height} x ${c.inputSize.width}, output a ${c.output === 'logits' ? 'logit' : 'probability'} map;` +
     ` lesion where the probability exceeds ${c.threshold}, resized back to the original image size. Tuned for the \`${c.profile}\` profile.`, '');
@@ -83,20 +87,25 @@ export function renderModelCard(c: ModelCardInput): string {
     for (const [k, v] of extra) L.push(`- \`${k}\`: ${v.replace(/\n/g, ' ')}`);
     L.push('');
   }
-  L.push('## Measured', '');
+  L.push('## Measured on this file', '');
   const m = c.metrics;
   if (m && (m.dice !== undefined || m.latencyMedianMs !== undefined)) {
     if (m.dice !== undefined) L.push(`- Dice ${m.dice.toFixed(4)}${m.diceCi95 ? ` (95% interval ${m.diceCi95[0].toFixed(4)} to ${m.diceCi95[1].toFixed(4)})` : ''}${m.dataset ? ` on ${m.dataset}` : ''}.`);
     if (m.latencyMedianMs !== undefined) L.push(`- Latency at batch 1: median ${m.latencyMedianMs.toFixed(2)} ms${m.latencyP90Ms !== undefined ? `, p90 ${m.latencyP90Ms.toFixed(2)} ms` : ''} on profile ${m.profile ?? c.profile} (the packaging machine: re-measure on the device).`);
-  } else L.push('- Nothing measured was given when the bundle was made.');
+  } else {
+    L.push('- Nothing measured on this file was given when the bundle was made.' +
+      (source && !ownCard ? ' The numbers in the parent model\'s card below describe that model, not this one: measure this file (`lesionfuse eval`) before relying on it.' : ''));
+  }
   L.push('');
   L.push('## Data and its terms', '');
   const allText = [source ?? '', ...Object.values(c.metadata), ...c.provenance].join('\n');
-  if (source) L.push('See the source model\'s card below for its training data and terms.', '');
+  if (source) L.push(`See the ${ownCard ? 'model\'s own' : 'parent model\'s'} card below for its training data and terms.`, '');
   if (mentionsLesionFuseData(allText)) L.push(LESIONFUSE_DATA_TERMS, '');
   else if (!source) L.push('The training data of this model is not recorded in its metadata and no card came with it: find out its terms before deploying.', '');
   if (source) {
-    L.push('## Source model card (verbatim)', '');
+    L.push(ownCard
+      ? '## The model\'s own card (verbatim)'
+      : `## Card of the model this one was made from (verbatim; it describes that model, not this ${c.precision ?? ''} file)`.replace('  ', ' '), '');
     L.push(source.replace(/^#/gm, '##'));
   }
   return L.join('\n') + '\n';

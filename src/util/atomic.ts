@@ -29,12 +29,12 @@ export function removePendingTemps(): void {
  * which is then renamed over `path`. A crash never leaves a half-written file and
  * never replaces a good one with a broken one.
  */
-export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
+export async function writeFileAtomic(path: string, data: string | Uint8Array, opts: { mode?: number } = {}): Promise<void> {
   await fs.mkdir(dirname(path), { recursive: true });
   const tmp = tempPathFor(path);
   const forget = trackTemp(tmp);
   try {
-    await fs.writeFile(tmp, data);
+    await fs.writeFile(tmp, data, opts.mode !== undefined ? { mode: opts.mode } : {});
     await fs.rename(tmp, path);
   } catch (err) {
     await fs.rm(tmp, { force: true });

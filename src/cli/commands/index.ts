@@ -11,6 +11,7 @@ import { command as packageCommand } from './package.js';
 import { command as runCommand } from './run.js';
 import { command as demoCommand } from './demo.js';
 import { command as distillCommand } from './distill.js';
+import { command as keygenCommand } from './keygen.js';
 
 // Each stage replaces its placeholder with `import { command as x } from './x.js'`.
 export const commands: CommandModule<any, any>[] = [
@@ -24,5 +25,6 @@ export const commands: CommandModule<any, any>[] = [
   distillCommand,
   runCommand,
   packageCommand,
+  keygenCommand,
   demoCommand,
 ];

@@ -19,6 +19,8 @@ interface Args {
   'latency-ms'?: number;
   json: boolean;
   force: boolean;
+  sign?: string;
+  pubkey?: string;
 }
 
 export const command: CommandModule<object, Args> = {
@@ -37,13 +39,17 @@ export const command: CommandModule<object, Args> = {
       .option('dice', { type: 'number', describe: 'measured Dice to record in the manifest and card' })
       .option('latency-ms', { type: 'number', describe: 'measured median latency (ms) on the profile, to record' })
       .option('json', { type: 'boolean', default: false, describe: 'print the result as JSON on stdout' })
+      .option('sign', { type: 'string', describe: 'sign the bundle with this Ed25519 private key (PEM, from `lesionfuse keygen`)' })
+      .option('pubkey', { type: 'string', describe: "with verify: the signer's public key (PEM); unsigned bundles and other signers are refused" })
       .option('force', { type: 'boolean', default: false, describe: 'replace --out even when it holds files that are not a LesionFuse bundle (never the folder of the model or sample)' })
       .example('$0 package default:student --profile cpu-2t --out student-bundle --tar', 'bundle the bundled student, with a tarball')
-      .example('$0 package verify student-bundle.tar.gz', 'check checksums, load the model, re-run the sample'),
+      .example('$0 package verify student-bundle.tar.gz', 'check checksums, load the model, re-run the sample')
+      .example('$0 package default:student --out b --sign clinic.pem', 'a signed bundle (keys from `lesionfuse keygen --out clinic`)')
+      .example('$0 package verify b --pubkey clinic.pub.pem', 'refuse the bundle unless clinic.pem signed it and nothing changed since'),
   handler: async (a) => {
     if (a.model === 'verify') {
       if (!a.bundle) throw new LesionFuseError('package verify needs a bundle folder or .tar.gz');
-      const v = await verifyBundle(a.bundle, a.profile ? { profile: a.profile } : {});
+      const v = await verifyBundle(a.bundle, { ...(a.profile ? { profile: a.profile } : {}), ...(a.pubkey ? { pubkey: a.pubkey } : {}) });
       if (a.json) process.stdout.write(JSON.stringify(v, null, 2) + '\n');
       else {
         process.stdout.write(`bundle ${v.bundle} (${v.name}): OK\n`);
@@ -51,10 +57,11 @@ export const command: CommandModule<object, Args> = {
       }
       return;
     }
+    if (a.pubkey) throw new LesionFuseError('--pubkey is for `package verify`; to sign a bundle give --sign PRIVATE_KEY', { subject: '--pubkey' });
     if (a.bundle) throw new LesionFuseError(`unexpected argument '${a.bundle}' (to check a bundle: lesionfuse package verify BUNDLE)`);
     if (!a.out) throw new LesionFuseError('--out DIR is required: the bundle folder to create', { subject: '--out' });
     const metrics = a.dice !== undefined || a['latency-ms'] !== undefined ? { dice: a.dice, latencyMedianMs: a['latency-ms'] } : undefined;
-    const r = await packageBundle({ model: a.model, profile: a.profile ?? 'cpu-2t', out: a.out, tar: a.tar, sample: a.sample, name: a.name, metrics, force: a.force });
+    const r = await packageBundle({ model: a.model, profile: a.profile ?? 'cpu-2t', out: a.out, tar: a.tar, sample: a.sample, name: a.name, metrics, force: a.force, sign: a.sign });
     if (a.json) process.stdout.write(JSON.stringify({ dir: r.dir, tarball: r.tarball, manifest: r.manifest }, null, 2) + '\n');
     else {
       log.info(`bundle written: ${r.dir}${r.tarball ? ` and ${r.tarball}` : ''}`);
