@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync, readdirSync, existsSync, symlinkSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync, readdirSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -10,6 +10,7 @@ import { packageWebBundle, foreignWebBundleFiles, type WebManifest } from '../..
 import { packageBundle } from '../../src/package/bundle.js';
 import { resizeBilinearU8, toModelInput, resizeProbability } from '../../src/runtime/image.js';
 import { packageRoot } from '../../src/util/paths.js';
+import { loadProfile, profileAvailability } from '../../src/runtime/profiles.js';
 import { writeTinySegModel } from './helpers.js';
 
 const root = packageRoot();
@@ -144,8 +145,7 @@ test('web bundle in headless Chromium: self-check, the sample picked and its mas
     const model = writeTinySegModel(join(dir, 'tiny.onnx'));
     const out = join(dir, 'web');
     await packageWebBundle({ model, out, sample });
-    // The bundle's tools import playwright-core from its own node_modules (npm install there); here, LesionFuse's.
-    symlinkSync(join(root, 'node_modules'), join(out, 'node_modules'), 'dir');
+    // `npm test` in the bundle imports playwright-core from its own node_modules; here LesionFuse's is passed in.
     const playwright = await import('playwright-core');
     const { checkWebBundle } = (await import(pathToFileURL(join(out, 'tools/check.mjs')).href)) as { checkWebBundle: Fn };
     const r = await checkWebBundle(out, { playwright, chromium });
@@ -166,4 +166,15 @@ test('web bundle in headless Chromium: self-check, the sample picked and its mas
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('the browser-wasm profile describes a page in a browser: Node.js refuses to run it and says where it is measured', async () => {
+  const p = loadProfile('browser-wasm');
+  assert.equal(p.host, 'browser');
+  assert.equal(p.executionProvider, 'wasm');
+  const a = await profileAvailability(p);
+  assert.equal(a.available, false);
+  assert.match(a.available ? '' : a.reason, /runs inside a browser page .*bench\/browser-wasm/);
+  // the Node.js wasm profile is unaffected by the browser one
+  assert.equal(loadProfile('wasm').host, undefined);
 });
