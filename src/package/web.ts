@@ -210,7 +210,9 @@ the page is not cross-origin isolated and runs WebAssembly on one thread.
   folder only, \`form-action 'none'\`. The browser blocks any other connection, whatever a script tries.
 - Images are read from your disk with the File API and decoded in the page; masks are made in the page and
   downloaded from memory (\`blob:\` links). Nothing is uploaded, not even to the local server.
-- \`npm test\` records every request the page makes and fails if one goes anywhere but the bundle's own server.
+- \`npm test\` records every request the page makes and fails if one goes anywhere but the bundle's own server;
+  it also has a script in the page try to send data to another origin (a server on another port) and fails unless
+  the browser blocks it and that server receives nothing.
 
 ## What the page does (the same as LesionFuse's Segmenter)
 
@@ -238,7 +240,7 @@ npm test        # needs a system Chromium: Debian \`apt-get install chromium\` (
 
 \`npm test\` serves this folder on 127.0.0.1, opens the page in headless Chromium, checks the self-check, picks
 the sample as a user would, downloads its mask and compares it with \`${m.sample.mask}\` (same tolerance), moves
-the threshold, and fails on any request outside the folder.
+the threshold, and fails on any request outside the folder or any data that reaches another origin.
 
 ## Measure the browser latency
 

@@ -139,7 +139,7 @@ const browserTools = (await import(pathToFileURL(join(root, 'src/package/web/too
 const chromium = browserTools.findChromium();
 const noBrowser = chromium ? false : 'no system Chromium (install Debian\'s chromium: apt-get install chromium, or set CHROMIUM_PATH)';
 
-test('web bundle in headless Chromium: self-check, the sample picked and its mask downloaded equal the recorded mask; a wrong recorded mask fails', { skip: noBrowser }, async () => {
+test('web bundle in headless Chromium: self-check, the sample picked and its mask downloaded equal the recorded mask, nothing reaches another origin; no CSP or a wrong recorded mask fails', { skip: noBrowser }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'lf-web-'));
   try {
     const model = writeTinySegModel(join(dir, 'tiny.onnx'));
@@ -154,6 +154,13 @@ test('web bundle in headless Chromium: self-check, the sample picked and its mas
     assert.equal(r.crossOriginIsolated, true);
     assert.ok(r.provider === 'wasm' || r.webgpu.used, r.webgpu.why);
     assert.ok(r.lesionPixels.atLow >= r.lesionPixels.atHigh);
+    assert.deepEqual([r.cspProbe.fetch, r.cspProbe.received], ['blocked', 0]);
+
+    // Without its Content-Security-Policy the page could send images away: the check must say so.
+    const html = readFileSync(join(out, 'index.html'), 'utf8');
+    writeFileSync(join(out, 'index.html'), html.replace(/<meta http-equiv="Content-Security-Policy"[^>]*>/, ''));
+    await assert.rejects(checkWebBundle(out, { playwright, chromium, query: '?provider=wasm' }), /could reach another origin \(fetch sent/);
+    writeFileSync(join(out, 'index.html'), html);
 
     // The same page with an inverted recorded mask: its self-check must refuse.
     const { readPng } = (await import(pathToFileURL(join(out, 'tools/png.mjs')).href)) as { readPng: Fn };

@@ -3,6 +3,7 @@
 // with the mask recorded at packaging (sample/expected_mask.png), within the bundle's stated tolerance.
 //   node tools/check.mjs [--json]
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { openBundle, findChromium } from './browser.mjs';
@@ -50,10 +51,48 @@ export async function checkWebBundle(dir, { playwright, chromium = findChromium(
     let fgExpected = 0;
     for (const v of e) fgExpected += v;
     if (b.foreign.length) throw new Error(`the page requested addresses outside its own folder: ${b.foreign.join(', ')}`);
+
+    // The Content-Security-Policy holds: a script in the page that tries to send data to another origin (a
+    // listening server on another port) is blocked, and that server receives nothing.
+    const hits = [];
+    const probe = createServer((req, res) => {
+      hits.push(`${req.method} ${req.url}`);
+      res.writeHead(200, { 'access-control-allow-origin': '*' });
+      res.end('ok');
+    });
+    await new Promise((ok) => probe.listen(0, '127.0.0.1', ok));
+    const probeUrl = `http://127.0.0.1:${probe.address().port}/upload`;
+    let attempt;
+    try {
+      attempt = await page.evaluate(async (u) => {
+        const r = {};
+        try {
+          await fetch(u, { method: 'POST', body: 'pixels' });
+          r.fetch = 'sent';
+        } catch {
+          r.fetch = 'blocked';
+        }
+        try {
+          r.beacon = navigator.sendBeacon(u, 'pixels') ? 'queued' : 'blocked';
+        } catch {
+          r.beacon = 'blocked';
+        }
+        await new Promise((ok) => {
+          const img = new Image();
+          img.onload = img.onerror = ok;
+          img.src = u + '?img';
+        });
+        await new Promise((ok) => setTimeout(ok, 500));
+        return r;
+      }, probeUrl);
+    } finally {
+      await new Promise((ok) => probe.close(ok));
+    }
+    if (attempt.fetch !== 'blocked' || hits.length) throw new Error(`the page could reach another origin (fetch ${attempt.fetch}, beacon ${attempt.beacon}; it received: ${hits.join(', ') || 'nothing'})`);
     return {
       ok: true, chromium: b.chromium, browserVersion: b.version, provider: info.provider, threads: info.threads,
       crossOriginIsolated: info.crossOriginIsolated, webgpu: info.webgpu, selfCheckAgreement: info.selfCheck.agreement,
-      downloadAgreement: agreement, need, lesionPixels: { downloaded: mid, recorded: fgExpected, atLow: lo, atHigh: hi }, consoleErrors: b.errors,
+      downloadAgreement: agreement, need, cspProbe: { ...attempt, received: hits.length }, lesionPixels: { downloaded: mid, recorded: fgExpected, atLow: lo, atHigh: hi }, consoleErrors: b.errors,
     };
   } finally {
     await b.close();
@@ -74,7 +113,7 @@ if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1]
     if (process.argv.includes('--json')) console.log(JSON.stringify(r, null, 2));
     console.log(`ok: ${r.provider} (${r.threads} thread${r.threads > 1 ? 's' : ''}, cross-origin isolated: ${r.crossOriginIsolated}) in ${r.browserVersion}; WebGPU: ${r.webgpu.why}`);
     console.log(`ok: self-check mask agreement ${(r.selfCheckAgreement * 100).toFixed(3)}%, downloaded mask agreement ${(r.downloadAgreement * 100).toFixed(3)}% (need ${(r.need * 100).toFixed(1)}%)`);
-    console.log('ok: the page made no request outside its own folder');
+    console.log(`ok: the page made no request outside its own folder; a script's attempt to send to another origin was blocked (fetch ${r.cspProbe.fetch}, beacon ${r.cspProbe.beacon}, received ${r.cspProbe.received})`);
     console.log('1 passed, 0 failed');
   } catch (e) {
     console.error(`web bundle check FAILED: ${e.message ?? e}`);
