@@ -48,6 +48,17 @@ export async function checkWebBundle(dir, { playwright, chromium = findChromium(
     const mid = await fgAt(m.postprocessing.threshold);
     const hi = await fgAt(0.95);
     if (!(lo >= mid && mid >= hi)) throw new Error(`threshold slider: lesion pixels at 0.05/${m.postprocessing.threshold}/0.95 are ${lo}/${mid}/${hi}, not decreasing`);
+    // Dropping the image on the page does the same as picking it.
+    await page.fill('#threshold', String(m.postprocessing.threshold));
+    await page.evaluate(async (path) => {
+      const bytes = await (await fetch(path)).arrayBuffer();
+      const dt = new DataTransfer();
+      dt.items.add(new File([bytes], path.split('/').pop(), { type: '' }));
+      document.getElementById('drop').dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+    }, m.sample.input);
+    await page.waitForFunction(() => (window.lesionfuse.processed ?? 0) >= 2);
+    const dropped = await page.evaluate(() => window.lesionfuse.results.map((r) => r.foreground));
+    if (dropped.length !== 2 || dropped[1] !== mid) throw new Error(`dropping the sample gave ${dropped.length - 1} result(s) with ${dropped[1]} lesion pixels, picking it ${mid}`);
     let fgExpected = 0;
     for (const v of e) fgExpected += v;
     if (b.foreign.length) throw new Error(`the page requested addresses outside its own folder: ${b.foreign.join(', ')}`);
