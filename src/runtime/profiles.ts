@@ -25,6 +25,11 @@ export const ProfileSchema = z
   .object({
     name: z.string().regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, dot, dash, underscore'),
     executionProvider: z.enum(EXECUTION_PROVIDERS),
+    /**
+     * Where the model runs: 'node' (onnxruntime in this Node.js process; the default) or 'browser' (a web
+     * bundle's page, measured in headless Chromium by bench/browser-wasm.ts; not runnable from Node.js).
+     */
+    host: z.enum(['node', 'browser']).optional(),
     /** Intra-op threads, or 'all' for one per available core. */
     threads: z.union([z.number().int().min(1).max(1024), z.literal('all')]),
     graphOptimizationLevel: z.enum(OPTIMIZATION_LEVELS),
@@ -219,6 +224,12 @@ async function checkProvider(ep: ExecutionProvider): Promise<Availability> {
  * model); wasm needs onnxruntime-web to load in Node.js; WebGPU needs an adapter. Cached per provider.
  */
 export function profileAvailability(p: Profile): Promise<Availability> {
+  if (p.host === 'browser') {
+    return Promise.resolve({
+      available: false,
+      reason: `profile ${p.name} runs inside a browser page (a web bundle: lesionfuse package MODEL --target web), not in Node.js; measure it with \`node dist/bench/browser-wasm.js\` (headless Chromium)`,
+    });
+  }
   let r = availabilityCache.get(p.executionProvider);
   if (!r) {
     r = checkProvider(p.executionProvider);

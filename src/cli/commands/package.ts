@@ -4,6 +4,7 @@
  */
 import type { CommandModule } from 'yargs';
 import { packageBundle, verifyBundle } from '../../package/bundle.js';
+import { packageWebBundle } from '../../package/web.js';
 import { LesionFuseError } from '../../util/errors.js';
 import { log } from '../../util/log.js';
 
@@ -21,6 +22,8 @@ interface Args {
   force: boolean;
   sign?: string;
   pubkey?: string;
+  target: 'node' | 'web';
+  webgpu: boolean;
 }
 
 export const command: CommandModule<object, Args> = {
@@ -32,6 +35,8 @@ export const command: CommandModule<object, Args> = {
       .positional('bundle', { type: 'string', describe: 'with verify: the bundle folder or its .tar.gz' })
       .option('profile', { type: 'string', describe: "the profile the model is tuned for (recorded; runs the sample; default cpu-2t); with verify: the profile to run the sample on (default: the bundle's, or cpu-1t when that cannot run here)" })
 
+      .option('target', { choices: ['node', 'web'] as const, default: 'node' as const, describe: 'node: a bundle for Node.js/devices; web: a static page that segments in the browser with onnxruntime-web, offline' })
+      .option('webgpu', { type: 'boolean', default: true, describe: "with --target web: include onnxruntime-web's WebGPU build (--no-webgpu: wasm only, about 27 MB smaller)" })
       .option('out', { type: 'string', describe: 'bundle folder to create (required when packaging)' })
       .option('tar', { type: 'boolean', default: false, describe: 'also write <out>.tar.gz' })
       .option('sample', { type: 'string', describe: 'sample image to bundle with its recorded output (default: the first bundled sample)' })
@@ -45,7 +50,8 @@ export const command: CommandModule<object, Args> = {
       .example('$0 package default:student --profile cpu-2t --out student-bundle --tar', 'bundle the bundled student, with a tarball')
       .example('$0 package verify student-bundle.tar.gz', 'check checksums, load the model, re-run the sample')
       .example('$0 package default:student --out b --sign clinic.pem', 'a signed bundle (keys from `lesionfuse keygen --out clinic`)')
-      .example('$0 package verify b --pubkey clinic.pub.pem', 'refuse the bundle unless clinic.pem signed it and nothing changed since'),
+      .example('$0 package verify b --pubkey clinic.pub.pem', 'refuse the bundle unless clinic.pem signed it and nothing changed since')
+      .example('$0 package default:student --target web --out student-web', 'a web page bundle: serve it with `node tools/serve.mjs`, test it with `npm test`'),
   handler: async (a) => {
     if (a.model === 'verify') {
       if (!a.bundle) throw new LesionFuseError('package verify needs a bundle folder or .tar.gz');
@@ -60,6 +66,18 @@ export const command: CommandModule<object, Args> = {
     if (a.pubkey) throw new LesionFuseError('--pubkey is for `package verify`; to sign a bundle give --sign PRIVATE_KEY', { subject: '--pubkey' });
     if (a.bundle) throw new LesionFuseError(`unexpected argument '${a.bundle}' (to check a bundle: lesionfuse package verify BUNDLE)`);
     if (!a.out) throw new LesionFuseError('--out DIR is required: the bundle folder to create', { subject: '--out' });
+    if (a.target === 'web') {
+      for (const [flag, given] of [['--sign', a.sign !== undefined], ['--tar', a.tar], ['--profile', a.profile !== undefined], ['--dice', a.dice !== undefined], ['--latency-ms', a['latency-ms'] !== undefined]] as const) {
+        if (given) throw new LesionFuseError(`${flag} is for node bundles; a web bundle records its own browser check (see its README)`, { subject: flag });
+      }
+      const w = await packageWebBundle({ model: a.model, out: a.out, sample: a.sample, name: a.name, force: a.force, webgpu: a.webgpu });
+      if (a.json) process.stdout.write(JSON.stringify({ dir: w.dir, manifest: w.manifest }, null, 2) + '\n');
+      else {
+        log.info(`web bundle written: ${w.dir} (serve it: node ${w.dir}/tools/serve.mjs; test it: cd ${w.dir} && npm install && npm test)`);
+        process.stdout.write(`${w.dir}\n`);
+      }
+      return;
+    }
     const metrics = a.dice !== undefined || a['latency-ms'] !== undefined ? { dice: a.dice, latencyMedianMs: a['latency-ms'] } : undefined;
     const r = await packageBundle({ model: a.model, profile: a.profile ?? 'cpu-2t', out: a.out, tar: a.tar, sample: a.sample, name: a.name, metrics, force: a.force, sign: a.sign });
     if (a.json) process.stdout.write(JSON.stringify({ dir: r.dir, tarball: r.tarball, manifest: r.manifest }, null, 2) + '\n');
