@@ -26,7 +26,8 @@ import type { Model } from '../onnx/ir.js';
 import { LesionFuseError, describeError } from '../util/errors.js';
 import type { KeyObject } from 'node:crypto';
 import { sha256, sha256File } from '../util/hash.js';
-import { bundleFile, checkBundleFiles, listFiles, readJson } from './integrity.js';
+import { bundleFile, checkBundleFiles, listFiles, readJson, WEB_BUNDLE_SCHEMA } from './integrity.js';
+import type { WebManifest } from './web.js';
 import { trackTemp, writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
 import { packageRoot } from '../util/paths.js';
 import { claimOutputFolder } from '../util/outdir.js';
@@ -552,6 +553,7 @@ async function verifyFolder(dir: string, shown: string, opts: VerifyOptions): Pr
   const name = (f: string) => `${shown}/${f}`;
   const pubkey = typeof opts.pubkey === 'string' ? loadPublicKey(opts.pubkey) : opts.pubkey;
   const { manifest, checks, modelFile } = await checkBundleFiles(dir, shown, pubkey ? { pubkey } : {});
+  if ((manifest.schema as string) === WEB_BUNDLE_SCHEMA) return verifyWebSample(dir, shown, manifest as unknown as WebManifest, modelFile, checks);
 
   let model: Model;
   try {
@@ -606,4 +608,27 @@ async function verifyFolder(dir: string, shown: string, opts: VerifyOptions): Pr
   const identical = now.maskSha256 === expected.maskSha256;
   checks.push(`sample ${expected.image} on ${profileName}${profileNote}: mask agreement ${(agreement * 100).toFixed(3)}%${identical ? ' (bit-identical)' : ''}, max probability difference ${maxGridDiff.toExponential(2)} (tolerance ${expected.tolerance.probabilityGridAbs})`);
   return { bundle: shown, name: manifest.name, checks, sample: { maskAgreement: agreement, maxGridDiff, identical } };
+}
+
+/**
+ * The sample check of a web bundle, in Node.js: the Segmenter (onnxruntime-node, CPU, one thread: what recorded
+ * the sample) against the recorded mask, within the bundle's tolerance. The page itself is checked in a browser
+ * by the bundle's `npm test`.
+ */
+async function verifyWebSample(dir: string, shown: string, manifest: WebManifest, modelFile: string, checks: string[]): Promise<VerifyResult> {
+  const name = (f: string) => `${shown}/${f}`;
+  const out = await segmentSample(modelFile, bundleFile(dir, manifest.sample.input, name, 'sample.input'), 'cpu-1t');
+  const recorded = await readMask(bundleFile(dir, manifest.sample.mask, name, 'sample.mask'));
+  if (out.width !== recorded.width || out.height !== recorded.height) {
+    throw new LesionFuseError(`sample output is ${out.width} x ${out.height}, recorded ${recorded.width} x ${recorded.height}`, { subject: name(manifest.sample.input) });
+  }
+  let agree = 0;
+  for (let i = 0; i < out.mask.length; i++) if ((out.mask[i] ? 1 : 0) === recorded.data[i]) agree++;
+  const agreement = agree / out.mask.length;
+  const need = manifest.tolerance?.maskAgreement ?? TOLERANCE.maskAgreement;
+  if (!(agreement >= need)) {
+    throw new LesionFuseError(`the model's output on the bundled sample differs from the recorded one: mask agreement ${(agreement * 100).toFixed(3)}% (need >= ${(need * 100).toFixed(1)}%) on cpu-1t`, { subject: name(manifest.model.file) });
+  }
+  checks.push(`sample on cpu-1t (onnxruntime-node): mask agreement ${(agreement * 100).toFixed(3)}%${agreement === 1 ? ' (bit-identical)' : ''}; the page itself is checked in a browser by the bundle's npm test`);
+  return { bundle: shown, name: manifest.name, checks, sample: { maskAgreement: agreement, maxGridDiff: NaN, identical: agreement === 1 } };
 }

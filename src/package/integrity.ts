@@ -12,13 +12,15 @@ import { checkSignature, SIGNATURE_FILE } from './signing.js';
 import type { KeyObject } from 'node:crypto';
 import type { BundleManifest } from './bundle.js';
 
-export const BUNDLE_SCHEMA = 'lesionfuse.bundle/1';
 
 /**
- * What `npm install` adds to a bundle on the device: not part of the bundle, never listed or checked (npm checks
- * its packages against package-lock.json's integrity hashes).
+ * What `npm install` (and a web bundle's `npm run bench`) add to a bundle on the device: not part of the bundle,
+ * never listed or checked (npm checks its packages against package-lock.json's integrity hashes).
  */
-export const INSTALLED_ON_DEVICE = ['node_modules', 'package-lock.json'];
+export const MADE_ON_DEVICE = /^(node_modules(\/|$)|package-lock\.json$|bench\.json$)/;
+
+export const BUNDLE_SCHEMA = 'lesionfuse.bundle/1';
+export const WEB_BUNDLE_SCHEMA = 'lesionfuse.web-bundle/1';
 
 /** All files under `dir`, as '/'-separated relative paths, sorted (what npm installs on the device left out). */
 export function listFiles(dir: string): string[] {
@@ -26,7 +28,7 @@ export function listFiles(dir: string): string[] {
   const walk = (d: string) => {
     for (const e of readdirSync(d, { withFileTypes: true })) {
       const p = join(d, e.name);
-      if (d === dir && INSTALLED_ON_DEVICE.includes(e.name)) continue;
+      if (MADE_ON_DEVICE.test(relative(dir, p).split(sep).join('/'))) continue;
       if (e.isDirectory()) walk(p);
       else if (e.isFile()) out.push(relative(dir, p).split(sep).join('/'));
       else throw new LesionFuseError(`is ${e.isSymbolicLink() ? 'a symbolic link' : 'not a regular file'}; a bundle holds only regular files and folders`, { subject: p });
@@ -99,7 +101,7 @@ const ManifestCore = z.object({
   model: z.object({ file: z.string(), sha256: z.string().regex(/^[0-9a-f]{64}$/), sizeBytes: z.number().int().min(0) }),
   preprocessing: z.object({ channelOrder: z.enum(['RGB', 'BGR']) }),
   postprocessing: z.object({ threshold: z.number() }),
-  profile: z.string(),
+  profile: z.string().optional(),
   sample: z.object({ input: z.string(), mask: z.string(), expected: z.string() }),
   files: z.record(z.string(), z.string()),
 });
@@ -146,7 +148,7 @@ export async function checkBundleFiles(dir: string, shown: string, opts: { pubke
   checks.push(`${sums.size} files match CHECKSUMS.sha256`);
   if (!sums.has('manifest.json')) throw new LesionFuseError('manifest.json is not listed in CHECKSUMS.sha256', { subject: name('CHECKSUMS.sha256') });
   const manifest = checkManifest(await readJson<unknown>(join(dir, 'manifest.json'), name('manifest.json')), name('manifest.json'));
-  if (manifest.schema !== BUNDLE_SCHEMA) throw new LesionFuseError(`schema is '${manifest.schema}', expected '${BUNDLE_SCHEMA}'`, { subject: name('manifest.json') });
+  if (manifest.schema !== BUNDLE_SCHEMA && manifest.schema !== WEB_BUNDLE_SCHEMA) throw new LesionFuseError(`schema is '${manifest.schema}', expected '${BUNDLE_SCHEMA}' or '${WEB_BUNDLE_SCHEMA}'`, { subject: name('manifest.json') });
   for (const [f, want] of Object.entries(manifest.files ?? {})) {
     if (sums.get(f) !== want) throw new LesionFuseError(`manifest.json and CHECKSUMS.sha256 disagree about this file`, { subject: name(f) });
   }

@@ -31,7 +31,8 @@ import { Segmenter } from '../runtime/segmenter.js';
 import { writeMaskPng } from '../runtime/image.js';
 import { defaultSampleImage } from './bundle.js';
 
-export const WEB_BUNDLE_SCHEMA = 'lesionfuse.web-bundle/1';
+export { WEB_BUNDLE_SCHEMA } from './integrity.js';
+import { listFiles, WEB_BUNDLE_SCHEMA } from './integrity.js';
 
 /** The pixels on which the browser's mask may differ from the one recorded at packaging, and why. */
 export const WEB_TOLERANCE = {
@@ -47,8 +48,6 @@ const ORT_WASM_FILES = ['ort.wasm.min.mjs', 'ort-wasm-simd-threaded.mjs', 'ort-w
 const ORT_WEBGPU_FILES = ['ort.webgpu.min.mjs', 'ort-wasm-simd-threaded.asyncify.mjs', 'ort-wasm-simd-threaded.asyncify.wasm'];
 /** The page's own files, from src/package/web/ at the package root. */
 const PAGE_FILES = ['index.html', 'app.mjs', 'segment.mjs', 'style.css', 'tools/serve.mjs', 'tools/browser.mjs', 'tools/check.mjs', 'tools/bench.mjs', 'tools/png.mjs'];
-/** What `npm install`, `npm run bench` and the user make inside a web bundle: never foreign, never hashed. */
-const LOCAL_FILES = /^(node_modules(\/|$)|package-lock\.json$|bench\.json$)/;
 
 export interface WebPackageOptions {
   /** The model: a path or `default:teacher` / `default:student`. */
@@ -98,23 +97,6 @@ export interface WebPackageResult {
   manifest: WebManifest;
 }
 
-/** All files under `dir` as '/'-separated relative paths, sorted, leaving out what npm and the bench make there. */
-function bundleFiles(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      const p = join(d, e.name);
-      const rel = relative(dir, p).split(sep).join('/');
-      if (LOCAL_FILES.test(rel)) continue;
-      if (e.isDirectory()) walk(p);
-      else if (e.isFile()) out.push(rel);
-      else throw new LesionFuseError('is not a regular file or folder; a web bundle holds only those', { subject: p });
-    }
-  };
-  walk(dir);
-  return out.sort();
-}
-
 /**
  * The files in `dir` that are not part of the LesionFuse web bundle there: [] when it holds one (a manifest.json
  * of this schema, every other file named in it), null when it holds none.
@@ -129,7 +111,7 @@ export function foreignWebBundleFiles(dir: string): string[] | null {
   if (!m || m.schema !== WEB_BUNDLE_SCHEMA || typeof m.files !== 'object' || m.files === null) return null;
   const files = m.files;
   try {
-    return bundleFiles(dir).filter((f) => !(f === 'manifest.json' || f === 'CHECKSUMS.sha256' || f in files));
+    return listFiles(dir).filter((f) => !(f === 'manifest.json' || f === 'CHECKSUMS.sha256' || f in files));
   } catch {
     return null;
   }
@@ -373,14 +355,14 @@ export async function packageWebBundle(opts: WebPackageOptions): Promise<WebPack
     // README last but one: it states the bundle's size; then the hashes of everything.
     const sizeOf = async () => {
       let n = 0;
-      for (const f of bundleFiles(tmp)) n += (await fs.stat(join(tmp, f))).size;
+      for (const f of listFiles(tmp)) n += (await fs.stat(join(tmp, f))).size;
       return n;
     };
     await writeFileAtomic(join(tmp, 'README.md'), readme(manifest, ((await sizeOf()) / 1e6).toFixed(1)));
-    for (const f of bundleFiles(tmp)) manifest.files[f] = await sha256File(join(tmp, f));
+    for (const f of listFiles(tmp)) manifest.files[f] = await sha256File(join(tmp, f));
     await writeJsonAtomic(join(tmp, 'manifest.json'), manifest);
     const lines: string[] = [];
-    for (const f of bundleFiles(tmp)) lines.push(`${await sha256File(join(tmp, f))}  ${f}`);
+    for (const f of listFiles(tmp)) lines.push(`${await sha256File(join(tmp, f))}  ${f}`);
     await writeFileAtomic(join(tmp, 'CHECKSUMS.sha256'), lines.join('\n') + '\n');
     claimOutputFolder(dest, claim); // again: the folder may have changed meanwhile
     await swapIn(tmp, dest);
