@@ -282,3 +282,24 @@ test('format sniffing ignores the extension', () => {
   assert.equal(sniffImageFormat(readFileSync(f('rgb24.bmp'))), 'bmp');
   assert.equal(sniffImageFormat(Buffer.from('hello')), null);
 });
+
+test('thresholdUpscaled is bit-identical to resizeProbability then > t (up, down, same size, ties)', async () => {
+  const { thresholdUpscaled, resizeProbability } = await import('../../src/runtime/image.js');
+  let seed = 7;
+  const rnd = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const cases: [number, number, number, number][] = [[6, 8, 45, 61], [12, 16, 12, 16], [16, 16, 48, 64], [16, 12, 7, 5], [5, 7, 200, 301], [1, 4, 3, 17]];
+  for (const [h, w, H, W] of cases) {
+    for (const kind of ['noise', 'smooth', 'ties']) {
+      const p = new Float32Array(h * w).map((_, i) => {
+        if (kind === 'noise') return rnd();
+        if (kind === 'ties') return [0.5, 0.25, 0.75, 0.5000001][Math.floor(rnd() * 4)]!;
+        return 1 / (1 + Math.exp(-((i % w) - w / 2 + Math.floor(i / w) / 3)));
+      });
+      for (const t of [0.5, 0.3]) {
+        const ref = resizeProbability(p, h, w, H, W);
+        const got = thresholdUpscaled(p, h, w, H, W, t);
+        for (let i = 0; i < ref.length; i++) assert.equal(got[i], ref[i]! > t ? 1 : 0, `${h}x${w}->${H}x${W} ${kind} t=${t} at ${i}`);
+      }
+    }
+  }
+});
