@@ -205,3 +205,44 @@ test('the result of Segmenter.segment() fits writeMaskPng; a buffer segments lik
     await seg.close();
   }
 });
+
+test('eval --pred works on a segment output folder: only masks, paired by id, --skip-unpaired scores the overlap', async () => {
+  const dir = tempDir();
+  const model = await halfModel(dir);
+  const out = join(dir, 'out');
+  const four = ['IMD008.jpg', 'ISIC_0000012.jpg', 'ISIC_0000021.jpg', 'ISIC_0024321.jpg'];
+  const inp = inputFolder(dir, four);
+  const s = cli(['segment', model, inp, '--out', out, '--profile', 'cpu-1t', '--outputs', 'mask,prob,overlay']);
+  assert.equal(s.status, 0, s.stderr);
+  const truth = join(FIXTURES, 'masks'); // 6 truth masks: 2 have no prediction
+  const strict = cli(['eval', '--pred', out, '--truth', truth, '--json']);
+  assert.equal(strict.status, 3, strict.stderr);
+  const rs = JSON.parse(strict.stdout);
+  assert.equal(rs.n_images, 4);
+  assert.deepEqual(rs.failures.map((f: { reason: string }) => f.reason.replace(/ in .*/, '')).sort(), ['no prediction for id IMD009', 'no prediction for id ISIC_0024339']);
+  const skip = cli(['eval', '--pred', out, '--truth', truth, '--json', '--skip-unpaired']);
+  assert.equal(skip.status, 0, skip.stderr);
+  const r = JSON.parse(skip.stdout);
+  assert.equal(r.n_images, 4);
+  assert.deepEqual(r.failures, []);
+  assert.deepEqual(r.unpaired, { truth_without_prediction: 2, prediction_without_truth: 0 });
+  assert.match(skip.stderr, /left out 2 truth mask\(s\) without a prediction and 0 prediction\(s\) without truth/);
+  // the scores are those of the masks against the truth (Dice computed here from the files)
+  for (const row of r.per_image as { id: string; dice: number }[]) {
+    const p = await readMask(join(out, `${row.id}_mask.png`));
+    const tName = readdirSync(truth).find((n) => n.startsWith(row.id + '_'))!;
+    const t = await readMask(join(truth, tName));
+    let inter = 0, sum = 0;
+    for (let i = 0; i < p.data.length; i++) { inter += p.data[i]! & t.data[i]!; sum += p.data[i]! + t.data[i]!; }
+    assert.ok(Math.abs(row.dice - (2 * inter) / sum) < 1e-12, row.id);
+  }
+  // a folder from another tool with _prob and _overlay files beside the masks: only the masks are read
+  const other = join(dir, 'other');
+  mkdirSync(other);
+  copyFileSync(join(out, 'IMD008_mask.png'), join(other, 'IMD008_mask.png'));
+  copyFileSync(join(out, 'IMD008_prob.png'), join(other, 'IMD008_prob.png'));
+  copyFileSync(join(out, 'IMD008_overlay.jpg'), join(other, 'IMD008_overlay.jpg'));
+  const o = cli(['eval', '--pred', other, '--truth', truth, '--json', '--skip-unpaired']);
+  assert.equal(o.status, 0, o.stderr);
+  assert.equal(JSON.parse(o.stdout).n_images, 1);
+});
