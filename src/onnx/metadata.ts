@@ -10,6 +10,12 @@ export interface SegmentationMetadata {
   output: 'logits' | 'probabilities';
   threshold: number;
   modelName: string | null;
+  /**
+   * How images must be resized to the input: 'exact' (Pillow's BILINEAR, bit for bit, for models whose
+   * accuracy depends on it), 'fast' (libvips resize-on-decode), or null when the model does not say
+   * (the runtime's default applies).
+   */
+  resize: 'exact' | 'fast' | null;
 }
 
 export const IMAGENET_MEAN: [number, number, number] = [0.485, 0.456, 0.406];
@@ -23,6 +29,7 @@ export const METADATA_KEYS = {
   output: 'lesionfuse.output',
   threshold: 'lesionfuse.threshold',
   modelName: 'lesionfuse.model_name',
+  resize: 'lesionfuse.resize',
 } as const;
 
 function triple(text: string, key: string): [number, number, number] {
@@ -48,6 +55,10 @@ export function readSegmentationMetadata(metadata: Record<string, string>): Segm
   if (output !== 'logits' && output !== 'probabilities') {
     throw new LesionFuseError(`metadata ${METADATA_KEYS.output} must be logits or probabilities, got '${output}'`);
   }
+  const resize = metadata[METADATA_KEYS.resize]?.trim().toLowerCase() ?? null;
+  if (resize !== null && resize !== 'exact' && resize !== 'fast') {
+    throw new LesionFuseError(`metadata ${METADATA_KEYS.resize} must be exact or fast, got '${resize}'`);
+  }
   const threshold = metadata[METADATA_KEYS.threshold] !== undefined ? Number(metadata[METADATA_KEYS.threshold]) : 0.5;
   if (!(threshold > 0 && threshold < 1)) throw new LesionFuseError(`metadata ${METADATA_KEYS.threshold} must be in (0, 1)`);
   return {
@@ -58,6 +69,7 @@ export function readSegmentationMetadata(metadata: Record<string, string>): Segm
     output,
     threshold,
     modelName: metadata[METADATA_KEYS.modelName] ?? null,
+    resize,
   };
 }
 
@@ -71,5 +83,6 @@ export function segmentationMetadataProps(meta: Partial<SegmentationMetadata>): 
   if (meta.output) out[METADATA_KEYS.output] = meta.output;
   if (meta.threshold !== undefined) out[METADATA_KEYS.threshold] = String(meta.threshold);
   if (meta.modelName) out[METADATA_KEYS.modelName] = meta.modelName;
+  if (meta.resize) out[METADATA_KEYS.resize] = meta.resize;
   return out;
 }

@@ -14,7 +14,7 @@ import { IMAGE_EXTENSIONS, readMask } from './image.js';
 import { assertPaired, openDataset, type Split } from './dataset.js';
 import { METRIC_NAMES, bootstrapCI, imageMetrics, meanOf, type ImageMetrics, type MetricName } from './metrics.js';
 import { Segmenter, DEFAULT_PROFILE, type SegmenterOptions } from './segmenter.js';
-import { failureReason } from './segment.js';
+import { failureReason, readSegmentRecord } from './segment.js';
 
 /** Boundary F tolerance used by evaluation, in pixels at the original resolution. */
 export const BOUNDARY_TOLERANCE_PX = 2;
@@ -51,6 +51,8 @@ export interface EvalResult extends Summary {
   failures: { path: string; reason: string }[];
   /** How many masks were thresholded from non-binary values (anti-aliased, JPEG). */
   n_masks_thresholded: number;
+  /** `eval --pred` with `skipUnpaired`: how many masks on each side had no partner and were left out. */
+  unpaired?: { truth_without_prediction: number; prediction_without_truth: number };
   sdk_version: string;
   created_at: string;
 }
@@ -207,6 +209,9 @@ function guessSource(id: string): string {
   return 'unknown';
 }
 
+/** Other outputs a segmentation tool writes beside its masks (never read as masks). */
+const NOT_MASK_SUFFIXES = ['_prob', '_probability', '_overlay', '_heatmap'];
+
 async function maskFiles(dir: string, what: string): Promise<Map<string, string>> {
   let names: string[];
   try {
@@ -218,8 +223,20 @@ async function maskFiles(dir: string, what: string): Promise<Map<string, string>
     throw new LesionFuseError(`cannot read ${what} folder: ${describeError(e)}`, { subject: dir });
   }
   const map = new Map<string, string>();
-  for (const n of names) {
-    if (n.startsWith('.') || !(IMAGE_EXTENSIONS as readonly string[]).includes(extname(n).toLowerCase())) continue;
+  // A `segment` output folder says which files are its masks and which input (id) each came from.
+  const record = what === 'prediction' ? await readSegmentRecord(dir) : null;
+  if (record) {
+    for (const item of record.items) {
+      if (!item.mask) continue;
+      const id = maskFileId(item.input);
+      if (map.has(id)) throw new LesionFuseError(`two ${what} masks for id ${id}: ${basename(map.get(id)!)} and ${item.mask} (segment.json)`, { subject: dir });
+      map.set(id, join(dir, basename(item.mask)));
+    }
+    return map;
+  }
+  const candidates = names.filter((n) => !n.startsWith('.') && (IMAGE_EXTENSIONS as readonly string[]).includes(extname(n).toLowerCase()));
+  const masks = candidates.filter((n) => !NOT_MASK_SUFFIXES.some((s) => basename(n, extname(n)).endsWith(s)));
+  for (const n of masks) {
     const id = maskFileId(n);
     if (map.has(id)) throw new LesionFuseError(`two ${what} masks for id ${id}: ${basename(map.get(id)!)} and ${n}`, { subject: dir });
     map.set(id, join(dir, n));
@@ -234,12 +251,17 @@ export interface EvaluatePredictionsOptions {
   truth: string;
   out?: string;
   resizeMasks?: boolean;
+  /** Score the ids present on both sides and count (not fail) the rest (`--skip-unpaired`). */
+  skipUnpaired?: boolean;
 }
 
 /**
  * Score masks that already exist, matched by id (file stem without `_segmentation`/`_mask`/`_lesion`).
- * A truth mask without a prediction is a failure (as in the challenge scorer, it cannot be skipped
- * silently); predictions without truth are listed as failures too ('no truth mask').
+ * The prediction folder may be a `segment` output folder: its segment.json says which files are masks
+ * and which input each came from; elsewhere `_prob`/`_overlay` files are never read as masks. A truth mask
+ * without a prediction is a failure (as in the challenge scorer, it cannot be skipped silently), and so
+ * is a prediction without truth, unless `skipUnpaired`: then only the ids on both sides are scored and
+ * the unpaired ones are counted in `unpaired`.
  */
 export async function evaluatePredictions(opts: EvaluatePredictionsOptions): Promise<EvalResult> {
   const pred = await maskFiles(resolve(opts.pred), 'prediction');
@@ -251,7 +273,7 @@ export async function evaluatePredictions(opts: EvaluatePredictionsOptions): Pro
   for (const [id, tPath] of [...truth].sort((a, b) => a[0].localeCompare(b[0]))) {
     const pPath = pred.get(id);
     if (!pPath) {
-      failures.push({ path: tPath, reason: `no prediction for id ${id} in ${opts.pred}` });
+      if (!opts.skipUnpaired) failures.push({ path: tPath, reason: `no prediction for id ${id} in ${opts.pred}` });
       continue;
     }
     try {
@@ -265,8 +287,11 @@ export async function evaluatePredictions(opts: EvaluatePredictionsOptions): Pro
       failures.push({ path: pPath, reason: failureReason(e, pPath) });
     }
   }
-  for (const [id, p] of pred) if (!truth.has(id)) failures.push({ path: p, reason: `no truth mask for id ${id}` });
+  if (!opts.skipUnpaired) for (const [id, p] of pred) if (!truth.has(id)) failures.push({ path: p, reason: `no truth mask for id ${id}` });
+  const paired = [...truth.keys()].filter((id) => pred.has(id)).length;
+  if (opts.skipUnpaired && paired === 0) throw new LesionFuseError(`no prediction shares an id with a truth mask in ${opts.truth}`, { subject: opts.pred });
   const result = finalise({ model: null, data: resolve(opts.truth), split: 'all', profile: null, threshold: null }, rows, failures, nThresholded);
+  if (opts.skipUnpaired) result.unpaired = { truth_without_prediction: truth.size - paired, prediction_without_truth: pred.size - paired };
   await writeOutputs(opts.out, result);
   return result;
 }

@@ -117,17 +117,62 @@ function checkPixels(path: string, width: number, height: number, maxPixels: num
  * are kept (masks are read through their palette colours, never raw indices).
  */
 async function decodeRaw(path: string, opts: ImageDecodeOptions, forImage: boolean): Promise<RawPixels> {
+  return decodeRawBytes(await readInputFile(path), path, opts, forImage);
+}
+
+function maxPixelsOf(opts: ImageDecodeOptions): number {
   const maxPixels = opts.maxPixels ?? DEFAULT_MAX_PIXELS;
   if (!(maxPixels > 0)) throw new LesionFuseError(`maxPixels must be a positive number, got ${maxPixels}`, { subject: '--max-pixels' });
-  const buf = await readInputFile(path);
+  return maxPixels;
+}
+
+function sniffOrThrow(buf: Uint8Array, path: string): ImageFormat {
+  if (buf.length === 0) throw err(path, 'empty file (0 bytes)');
   const format = sniffImageFormat(buf);
   if (!format) {
     const head = Array.from(buf.subarray(0, 4), (x) => x.toString(16).padStart(2, '0')).join(' ');
     throw err(path, `not a supported image (JPEG, PNG, BMP, TIFF, WebP or GIF); the file starts with bytes ${head}`);
   }
+  return format;
+}
+
+/** Read a non-BMP header with sharp, refuse bombs, and list the conversions an image decode will make. */
+async function probe(buf: Buffer, path: string, format: ImageFormat, maxPixels: number, forImage: boolean): Promise<{ meta: Metadata; warnings: string[] }> {
+  let meta: Metadata;
+  try {
+    meta = await sharp(buf, { limitInputPixels: false }).metadata();
+  } catch (e) {
+    throw err(path, `corrupt or unreadable ${format.toUpperCase()} header (${describeError(e)})`, e);
+  }
   const warnings: string[] = [];
+  const pageHeight = meta.pageHeight ?? meta.height ?? 0;
+  checkPixels(path, meta.width ?? 0, pageHeight, maxPixels);
+  if ((meta.pages ?? 1) > 1) warnings.push(`${meta.pages} frames/pages; only the first is used`);
+  if (forImage) {
+    if (meta.space === 'cmyk') warnings.push('CMYK image converted to sRGB');
+    if (meta.isPalette) warnings.push('palette image converted to RGB');
+    else if (meta.channels !== undefined && meta.channels <= 2) warnings.push('grayscale image converted to RGB');
+    if (meta.hasAlpha) warnings.push('alpha channel flattened over white');
+    if (meta.depth === 'ushort') warnings.push('16-bit image reduced to 8 bits per channel');
+  }
+  return { meta, warnings };
+}
+
+function decodeFailure(e: unknown, path: string, format: ImageFormat): LesionFuseError {
+  if (e instanceof LesionFuseError) return e;
+  const m = describeError(e);
+  const what = /truncat|premature|end of (file|stream)|unexpected end|not enough/i.test(m) ? 'truncated' : 'corrupt';
+  return err(path, `${what} ${format.toUpperCase()} data (${m})`, e);
+}
+
+/** {@link decodeRaw} on bytes already in memory (`path` only names them in errors). */
+async function decodeRawBytes(bufIn: Uint8Array, path: string, opts: ImageDecodeOptions, forImage: boolean): Promise<RawPixels> {
+  const maxPixels = maxPixelsOf(opts);
+  const buf = Buffer.isBuffer(bufIn) ? bufIn : Buffer.from(bufIn.buffer, bufIn.byteOffset, bufIn.byteLength);
+  const format = sniffOrThrow(buf, path);
 
   if (format === 'bmp') {
+    const warnings: string[] = [];
     const h = readBmpHeader(buf, path);
     checkPixels(path, h.width, h.height, maxPixels);
     const bmp = decodeBmp(buf, path);
@@ -144,22 +189,7 @@ async function decodeRaw(path: string, opts: ImageDecodeOptions, forImage: boole
     return { width: bmp.width, height: bmp.height, channels, bytesPerSample: 1, data, warnings, format };
   }
 
-  let meta: Metadata;
-  try {
-    meta = await sharp(buf, { limitInputPixels: false }).metadata();
-  } catch (e) {
-    throw err(path, `corrupt or unreadable ${format.toUpperCase()} header (${describeError(e)})`, e);
-  }
-  const pageHeight = meta.pageHeight ?? meta.height ?? 0;
-  checkPixels(path, meta.width ?? 0, pageHeight, maxPixels);
-  if ((meta.pages ?? 1) > 1) warnings.push(`${meta.pages} frames/pages; only the first is used`);
-  if (forImage) {
-    if (meta.space === 'cmyk') warnings.push('CMYK image converted to sRGB');
-    if (meta.isPalette) warnings.push('palette image converted to RGB');
-    else if (meta.channels !== undefined && meta.channels <= 2) warnings.push('grayscale image converted to RGB');
-    if (meta.hasAlpha) warnings.push('alpha channel flattened over white');
-    if (meta.depth === 'ushort') warnings.push('16-bit image reduced to 8 bits per channel');
-  }
+  const { meta, warnings } = await probe(buf, path, format, maxPixels, forImage);
   try {
     let pipe = sharp(buf, { limitInputPixels: maxPixels, failOn: 'error', page: 0, pages: 1 }).rotate();
     if (forImage) {
@@ -180,12 +210,113 @@ async function decodeRaw(path: string, opts: ImageDecodeOptions, forImage: boole
     }
     return { width: info.width, height: info.height, channels: info.channels, bytesPerSample, data: arr, warnings, format };
   } catch (e) {
-    if (e instanceof LesionFuseError) throw e;
-    const m = describeError(e);
-    const what = /truncat|premature|end of (file|stream)|unexpected end|not enough/i.test(m) ? 'truncated' : 'corrupt';
-    throw err(path, `${what} ${format.toUpperCase()} data (${m})`, e);
+    throw decodeFailure(e, path, format);
   }
 }
+
+/** How an image is brought to the model's input size. */
+export type ResizeMode = 'fast' | 'exact';
+
+/**
+ * An image already at the model's input size, with the size it has on screen (after EXIF orientation),
+ * which is the size its mask gets.
+ */
+export interface ModelSizedImage {
+  /** Original width and height (after EXIF orientation). */
+  width: number;
+  height: number;
+  /** The model's input size. */
+  modelWidth: number;
+  modelHeight: number;
+  /** modelWidth * modelHeight * 3 bytes, RGB, HWC. */
+  data: Uint8Array;
+  warnings: string[];
+  path?: string;
+}
+
+/**
+ * Decode an image straight to the model's input size: libvips resizes while decoding (JPEG shrink-on-load
+ * by 2/4/8 in the DCT, then one triangle-filter reduction to W x H, the same filter family as Pillow's
+ * BILINEAR), so a 6000 x 4000 photo is never held at full size. Same checks, conversions and warnings as
+ * {@link decodeImage}. BMP (which sharp cannot read) is decoded in full and resized with
+ * {@link resizeBilinearU8}. `input` is a path, or the file's bytes (then `label` names them in errors).
+ */
+export async function decodeResized(
+  input: string | Uint8Array,
+  size: { width: number; height: number },
+  opts: ImageDecodeOptions & { label?: string } = {},
+): Promise<ModelSizedImage> {
+  const path = typeof input === 'string' ? input : (opts.label ?? 'image bytes');
+  const buf = typeof input === 'string' ? await readInputFile(input) : Buffer.isBuffer(input) ? input : Buffer.from(input.buffer, input.byteOffset, input.byteLength);
+  const maxPixels = maxPixelsOf(opts);
+  const format = sniffOrThrow(buf, path);
+  const { width: W, height: H } = size;
+  const withPath = <T extends object>(o: T): T => (typeof input === 'string' ? { ...o, path: input } : o);
+  if (format === 'bmp') {
+    const raw = await decodeRawBytes(buf, path, opts, true);
+    const data = resizeBilinearU8(raw.data as Uint8Array, raw.width, raw.height, 3, W, H);
+    return withPath({ width: raw.width, height: raw.height, modelWidth: W, modelHeight: H, data, warnings: raw.warnings });
+  }
+  const { meta, warnings } = await probe(buf, path, format, maxPixels, true);
+  const w0 = meta.width ?? 0;
+  const h0 = meta.pageHeight ?? meta.height ?? 0;
+  const swap = (meta.orientation ?? 1) >= 5;
+  try {
+    let pipe = sharp(buf, { limitInputPixels: maxPixels, failOn: 'error', page: 0, pages: 1 }).rotate();
+    if (meta.hasAlpha) pipe = pipe.flatten({ background: { r: 255, g: 255, b: 255 } });
+    pipe = pipe.resize(W, H, { fit: 'fill', kernel: 'linear', fastShrinkOnLoad: true }).toColourspace('srgb').removeAlpha().raw({ depth: 'uchar' });
+    const { data, info } = await pipe.toBuffer({ resolveWithObject: true });
+    if (info.channels !== 3 || info.width !== W || info.height !== H || data.length !== W * H * 3) {
+      throw err(path, `decoded to ${info.width} x ${info.height} x ${info.channels}, expected ${W} x ${H} x 3`);
+    }
+    return withPath({
+      width: swap ? h0 : w0,
+      height: swap ? w0 : h0,
+      modelWidth: W,
+      modelHeight: H,
+      data: new Uint8Array(data.buffer, data.byteOffset, data.length),
+      warnings,
+    });
+  } catch (e) {
+    throw decodeFailure(e, path, format);
+  }
+}
+
+/** Resize an already decoded image to the model size with libvips (the fast path for in-memory images). */
+export async function resizeDecodedFast(img: DecodedImage, size: { width: number; height: number }): Promise<Uint8Array> {
+  const { width: W, height: H } = size;
+  if (img.width === W && img.height === H) return new Uint8Array(img.data);
+  const { data } = await sharp(Buffer.from(img.data.buffer, img.data.byteOffset, img.data.byteLength), { raw: { width: img.width, height: img.height, channels: 3 } })
+    .resize(W, H, { fit: 'fill', kernel: 'linear' })
+    .raw({ depth: 'uchar' })
+    .toBuffer({ resolveWithObject: true });
+  return new Uint8Array(data.buffer, data.byteOffset, data.length);
+}
+
+/**
+ * Scale model-size RGB pixels (HWC, uint8) into the NCHW float32 tensor `out` at image `n` in one pass:
+ * `(v / 255 - mean[c]) / std[c]` looked up in a 256-entry table per channel, in the model's channel order.
+ */
+export function normaliseInto(px: Uint8Array, meta: ModelInputSpec, out: Float32Array, n: number): void {
+  const { height: H, width: W } = meta;
+  const plane = H * W;
+  if (px.length !== plane * 3) throw new LesionFuseError(`model-size image has ${px.length} bytes, not ${W} x ${H} x 3`);
+  const order = meta.channelOrder === 'BGR' ? [2, 1, 0] : [0, 1, 2];
+  const luts = order.map((src) => {
+    const lut = new Float32Array(256);
+    for (let v = 0; v < 256; v++) lut[v] = (v / 255 - meta.mean[src]!) / meta.std[src]!;
+    return lut;
+  });
+  const base = n * 3 * plane;
+  const l0 = luts[0]!, l1 = luts[1]!, l2 = luts[2]!;
+  const s0 = order[0]!, s1 = order[1]!, s2 = order[2]!;
+  for (let i = 0, p = 0; i < plane; i++, p += 3) {
+    out[base + i] = l0[px[p + s0]!]!;
+    out[base + plane + i] = l1[px[p + s1]!]!;
+    out[base + 2 * plane + i] = l2[px[p + s2]!]!;
+  }
+}
+
 
 function flattenOverWhite(rgba: Uint8Array, n: number): Uint8Array {
   const out = new Uint8Array(n * 3);
@@ -201,11 +332,16 @@ function flattenOverWhite(rgba: Uint8Array, n: number): Uint8Array {
  * palette, CMYK and 16-bit converted; alpha flattened over white; the first frame of multi-frame
  * files. Each conversion is stated in `warnings`. Headers declaring more than `maxPixels` are refused
  * before decoding. Bad files (missing, directory, no permission, empty, truncated, corrupt, not an
- * image) throw a LesionFuseError naming the path.
+ * image) throw a LesionFuseError naming the path. `input` may also be the file's bytes (a Buffer or
+ * Uint8Array; `label` then names them in errors).
  */
-export async function decodeImage(path: string, opts: ImageDecodeOptions = {}): Promise<DecodedImage> {
-  const raw = await decodeRaw(path, opts, true);
-  return { width: raw.width, height: raw.height, data: raw.data as Uint8Array, warnings: raw.warnings, path };
+export async function decodeImage(input: string | Uint8Array, opts: ImageDecodeOptions & { label?: string } = {}): Promise<DecodedImage> {
+  if (typeof input !== 'string') {
+    const raw = await decodeRawBytes(input, opts.label ?? 'image bytes', opts, true);
+    return { width: raw.width, height: raw.height, data: raw.data as Uint8Array, warnings: raw.warnings };
+  }
+  const raw = await decodeRaw(input, opts, true);
+  return { width: raw.width, height: raw.height, data: raw.data as Uint8Array, warnings: raw.warnings, path: input };
 }
 
 export interface ReadMaskOptions extends ImageDecodeOptions {
@@ -285,10 +421,35 @@ async function pngBytes(data: Uint8Array, width: number, height: number, channel
     .toBuffer();
 }
 
-/** Write a mask as a single-channel 8-bit PNG, 0 = skin and 255 = lesion, atomically. */
-export async function writeMaskPng(path: string, mask: { width: number; height: number; data: Uint8Array }): Promise<void> {
+/**
+ * Anything with a binary mask: a {@link Mask} (`data`) or a segmentation result (`mask`, as returned by
+ * `Segmenter.segment()`), width * height values, non-zero = lesion.
+ */
+export type MaskLike = { width: number; height: number; data: Uint8Array } | { width: number; height: number; mask: Uint8Array };
+
+/** The 0/1 (or 0/non-zero) pixels of a {@link MaskLike}. */
+export function maskPixels(m: MaskLike): Uint8Array {
+  const px = 'mask' in m ? m.mask : m.data;
+  if (px.length !== m.width * m.height) throw new LesionFuseError(`mask has ${px.length} values, not ${m.width} x ${m.height}`);
+  return px;
+}
+
+/** The PNG bytes {@link writeMaskPng} writes. */
+export async function maskPngBytes(mask: MaskLike): Promise<Buffer> {
+  const src = maskPixels(mask);
   const px = new Uint8Array(mask.width * mask.height);
-  for (let i = 0; i < px.length; i++) px[i] = mask.data[i] ? 255 : 0;
+  for (let i = 0; i < px.length; i++) px[i] = src[i] ? 255 : 0;
+  return pngBytes(px, mask.width, mask.height, 1);
+}
+
+/**
+ * Write a mask as a single-channel 8-bit PNG, 0 = skin and 255 = lesion, atomically. Takes a {@link Mask}
+ * or the result of `Segmenter.segment()` directly.
+ */
+export async function writeMaskPng(path: string, mask: MaskLike): Promise<void> {
+  const src = maskPixels(mask);
+  const px = new Uint8Array(mask.width * mask.height);
+  for (let i = 0; i < px.length; i++) px[i] = src[i] ? 255 : 0;
   await writeFileAtomic(path, await pngBytes(px, mask.width, mask.height, 1));
 }
 
@@ -301,13 +462,52 @@ export async function writeProbabilityPng(path: string, probability: Float32Arra
 }
 
 /** Write the image with the lesion tinted red (40%) and its outline in yellow, as an RGB PNG, atomically. */
-export async function writeOverlayPng(path: string, image: DecodedImage, mask: { width: number; height: number; data: Uint8Array }): Promise<void> {
+export async function writeOverlayPng(path: string, image: DecodedImage, mask: MaskLike): Promise<void> {
   const { width: w, height: h } = image;
   if (mask.width !== w || mask.height !== h) {
     throw new LesionFuseError(`overlay: mask is ${mask.width} x ${mask.height} but the image is ${w} x ${h}`, { subject: path });
   }
   const px = new Uint8Array(image.data);
-  const m = mask.data;
+  tint(px, maskPixels(mask), w, h);
+  await writeFileAtomic(path, await pngBytes(px, w, h, 3));
+}
+
+/** Longest side of the overlays `segment` writes (they are for looking at, not for measuring). */
+export const OVERLAY_MAX_SIDE = 1024;
+
+/**
+ * The overlay of {@link writeOverlayPng}, downscaled so that its longest side is at most `maxSide`
+ * (default {@link OVERLAY_MAX_SIDE}): the image is decoded at that size by libvips and the mask
+ * resampled (nearest) to it; written as a JPEG (quality 85), atomically.
+ */
+export async function writeOverlayJpeg(
+  path: string,
+  source: string | Uint8Array | DecodedImage,
+  mask: MaskLike,
+  opts: ImageDecodeOptions & { maxSide?: number } = {},
+): Promise<void> {
+  const maxSide = opts.maxSide ?? OVERLAY_MAX_SIDE;
+  const scale = Math.min(1, maxSide / Math.max(mask.width, mask.height));
+  const w = Math.max(1, Math.round(mask.width * scale));
+  const h = Math.max(1, Math.round(mask.height * scale));
+  let px: Uint8Array;
+  if (typeof source === 'object' && 'data' in source && 'width' in source && !(source instanceof Uint8Array)) {
+    px = source.width === w && source.height === h ? new Uint8Array(source.data) : await resizeDecodedFast(source, { width: w, height: h });
+  } else {
+    const img = await decodeResized(source as string | Uint8Array, { width: w, height: h }, opts);
+    if (img.width !== mask.width || img.height !== mask.height) {
+      throw new LesionFuseError(`overlay: mask is ${mask.width} x ${mask.height} but the image is ${img.width} x ${img.height}`, { subject: path });
+    }
+    px = img.data;
+  }
+  const small = resizeMaskNearest({ width: mask.width, height: mask.height, data: maskPixels(mask), warnings: [] }, w, h);
+  tint(px, small.data, w, h);
+  const bytes = await sharp(Buffer.from(px.buffer, px.byteOffset, px.byteLength), { raw: { width: w, height: h, channels: 3 } }).jpeg({ quality: 85 }).toBuffer();
+  await writeFileAtomic(path, bytes);
+}
+
+/** Tint the lesion red (40%) and draw its outline in yellow, in place on RGB pixels. */
+function tint(px: Uint8Array, m: Uint8Array, w: number, h: number): void {
   for (let y = 0; y < h; y++) {
     for (let x = 0; x < w; x++) {
       const i = y * w + x;
@@ -324,7 +524,6 @@ export async function writeOverlayPng(path: string, image: DecodedImage, mask: {
       }
     }
   }
-  await writeFileAtomic(path, await pngBytes(px, w, h, 3));
 }
 
 const PRECISION_BITS = 22;
@@ -447,21 +646,12 @@ export type ModelInputSpec = Pick<SegmentationMetadata, 'mean' | 'std' | 'channe
  */
 export function toModelInput(images: readonly DecodedImage[], meta: ModelInputSpec): Float32Array {
   const { height: H, width: W } = meta;
-  const plane = H * W;
-  const out = new Float32Array(images.length * 3 * plane);
-  const order = meta.channelOrder === 'BGR' ? [2, 1, 0] : [0, 1, 2];
+  const out = new Float32Array(images.length * 3 * H * W);
   images.forEach((img, n) => {
     if (img.data.length !== img.width * img.height * 3) {
       throw new LesionFuseError(`image has ${img.data.length} bytes, not ${img.width} x ${img.height} x 3`, { subject: img.path ?? 'image' });
     }
-    const px = resizeBilinearU8(img.data, img.width, img.height, 3, W, H);
-    for (let c = 0; c < 3; c++) {
-      const srcC = order[c]!;
-      const mean = meta.mean[srcC]!;
-      const std = meta.std[srcC]!;
-      const base = (n * 3 + c) * plane;
-      for (let i = 0; i < plane; i++) out[base + i] = (px[i * 3 + srcC]! / 255 - mean) / std;
-    }
+    normaliseInto(resizeBilinearU8(img.data, img.width, img.height, 3, W, H), meta, out, n);
   });
   return out;
 }
@@ -512,6 +702,72 @@ export function resizeProbability(prob: Float32Array, fromH: number, fromW: numb
     const b = horizontal(y1);
     const o = y * toW;
     for (let x = 0; x < toW; x++) out[o + x] = a[x]! * (1 - ly) + b[x]! * ly;
+  }
+  return out;
+}
+
+/**
+ * The mask {@link resizeProbability} followed by `p > threshold` gives, bit for bit, without making the
+ * full-size probability map: bilinear interpolation is a convex combination of the four model pixels
+ * around an output pixel, so where all four are above the threshold (or none is) the answer is known and
+ * whole runs of output pixels are filled at once; only the cells the lesion boundary crosses are
+ * interpolated (with the same float32 rounding as resizeProbability). The cost is the output's size in
+ * bytes plus the boundary's length, not a float map of width x height.
+ */
+export function thresholdUpscaled(prob: Float32Array, fromH: number, fromW: number, toH: number, toW: number, threshold: number): Uint8Array {
+  if (prob.length !== fromH * fromW) throw new LesionFuseError(`probability map has ${prob.length} values, not ${fromH} x ${fromW}`);
+  const out = new Uint8Array(toH * toW);
+  if (fromH === toH && fromW === toW) {
+    for (let i = 0; i < out.length; i++) out[i] = prob[i]! > threshold ? 1 : 0;
+    return out;
+  }
+  const f32 = Math.fround;
+  const sy = fromH / toH;
+  const sx = fromW / toW;
+  const x0 = new Int32Array(toW);
+  const x1 = new Int32Array(toW);
+  const lx = new Float32Array(toW);
+  for (let x = 0; x < toW; x++) {
+    const f = Math.max(0, (x + 0.5) * sx - 0.5);
+    const i = Math.min(Math.floor(f), fromW - 1);
+    x0[x] = i;
+    x1[x] = Math.min(i + 1, fromW - 1);
+    lx[x] = f - i;
+  }
+  // Each model pixel is clearly above (2), clearly below (0) or near (1) the threshold; the margin keeps
+  // float rounding of an interpolation from ever deciding a filled run, and near cells are interpolated.
+  const eps = 1e-5;
+  const side = new Uint8Array(prob.length);
+  for (let i = 0; i < prob.length; i++) side[i] = prob[i]! > threshold + eps ? 2 : prob[i]! < threshold - eps ? 0 : 1;
+  for (let y = 0; y < toH; y++) {
+    const fy = Math.max(0, (y + 0.5) * sy - 0.5);
+    const y0 = Math.min(Math.floor(fy), fromH - 1);
+    const y1 = Math.min(y0 + 1, fromH - 1);
+    const ly = fy - y0;
+    const r0 = y0 * fromW;
+    const r1 = y1 * fromW;
+    const o = y * toW;
+    let x = 0;
+    while (x < toW) {
+      const c0 = x0[x]!;
+      const c1 = x1[x]!;
+      // the run of output columns that share this pair of model columns
+      let end = x + 1;
+      while (end < toW && x0[end] === c0) end++;
+      const s00 = side[r0 + c0]!, s01 = side[r0 + c1]!, s10 = side[r1 + c0]!, s11 = side[r1 + c1]!;
+      const n = s00 + s01 + s10 + s11;
+      if (n === 8) out.fill(1, o + x, o + end);
+      else if (n !== 0) {
+        const a0 = prob[r0 + c0]!, a1 = prob[r0 + c1]!, b0 = prob[r1 + c0]!, b1 = prob[r1 + c1]!;
+        for (let k = x; k < end; k++) {
+          const l = lx[k]!;
+          const ra = f32(a0 + (a1 - a0) * l);
+          const rb = f32(b0 + (b1 - b0) * l);
+          out[o + k] = f32(ra * (1 - ly) + rb * ly) > threshold ? 1 : 0;
+        }
+      }
+      x = end;
+    }
   }
   return out;
 }

@@ -13,12 +13,52 @@ import { readSegmentationMetadata, type SegmentationMetadata } from '../onnx/met
 import { float16ToFloat32 } from '../onnx/tensor.js';
 import { resolveModelPath } from '../models.js';
 import { LesionFuseError } from '../util/errors.js';
-import { decodeImage, resizeProbability, toModelInput, type DecodedImage } from './image.js';
+import {
+  decodeImage,
+  decodeResized,
+  normaliseInto,
+  resizeBilinearU8,
+  resizeDecodedFast,
+  resizeProbability,
+  thresholdUpscaled,
+  type DecodedImage,
+  type ResizeMode,
+} from './image.js';
 import { loadProfile, type GraphOptimizationLevel, type Profile } from './profiles.js';
 import { RuntimeSession, type ProviderCheck } from './session.js';
 
 /** The profile a Segmenter uses when none is given: all cores of this machine, CPU. */
 export const DEFAULT_PROFILE = 'cpu-all';
+
+/**
+ * The resize used when neither the options nor the model's `lesionfuse.resize` metadata choose one.
+ * 'exact' (Pillow's BILINEAR, what the models were trained with): the libvips input path ('fast') did not reach
+ * the mask agreement asked of it on the test split (reports/runtime/fast-path-agreement.md), so it is opt-in.
+ */
+export const DEFAULT_RESIZE: ResizeMode = 'exact';
+
+/**
+ * A mask post-processing step applied at the original resolution after thresholding (e.g. keep the
+ * largest component, fill holes). `describe` is recorded with the outputs (segment.json).
+ */
+export interface MaskPostprocess {
+  describe: string | Record<string, unknown>;
+  apply(mask: Uint8Array, width: number, height: number): Uint8Array | Promise<Uint8Array>;
+}
+
+/** What can be segmented: a file path, the file's bytes, or an image decoded with `decodeImage`. */
+export type SegmentInput = string | Uint8Array | DecodedImage;
+
+/** An image prepared for the model (decoded at the model's input size), see {@link Segmenter.prepare}. */
+export interface PreparedImage {
+  /** Original size (after EXIF orientation): the mask's size. */
+  width: number;
+  height: number;
+  /** The model-size RGB pixels (HWC). */
+  pixels: Uint8Array;
+  warnings: string[];
+  path?: string;
+}
 
 export interface SegmenterOptions {
   /** Profile name, path or object (default {@link DEFAULT_PROFILE}). */
@@ -42,23 +82,39 @@ export interface SegmenterOptions {
   output?: string;
   /** Decompression-bomb limit for images read by path (see image.ts, default 100 megapixels). */
   maxPixels?: number;
+  /**
+   * How images are resized to the model and the map back: 'fast' (libvips on decode and on the way
+   * back) or 'exact' (Pillow-exact BILINEAR in, PyTorch-style bilinear map out, in JavaScript).
+   * Default: the model's `lesionfuse.resize` metadata, else {@link DEFAULT_RESIZE}.
+   */
+  resize?: ResizeMode;
+  /** Mask post-processing at the original resolution (none by default). */
+  postprocess?: MaskPostprocess;
 }
 
 export interface SegmentResult {
   /** Original image size (after EXIF orientation). */
   width: number;
   height: number;
-  /** Lesion probability per pixel at the original size (width * height). */
-  probability: Float32Array;
-  /** probability > threshold, 0/1, width * height. */
+  /**
+   * Lesion probability per pixel at the original size (width * height). With the fast path it is made
+   * on first access (from the same 16-bit map the mask was thresholded from), so a caller that needs
+   * only the mask never pays for it.
+   */
+  readonly probability: Float32Array;
+  /** probability > threshold (then post-processed, if asked), 0/1, width * height. Fits `writeMaskPng`. */
   mask: Uint8Array;
+  /** The probability map at the model's output resolution. */
+  modelProbability: { width: number; height: number; data: Float32Array };
+  /** How the image was resized ('fast' or 'exact'). */
+  resize: ResizeMode;
   /** Decoding conversions and size warnings for this image. */
   warnings: string[];
   path?: string;
 }
 
 /** The resolved preprocessing and postprocessing of a Segmenter. */
-export type ResolvedMetadata = Omit<SegmentationMetadata, 'inputSize'> & { inputSize: { height: number; width: number } };
+export type ResolvedMetadata = Omit<SegmentationMetadata, 'inputSize' | 'resize'> & { inputSize: { height: number; width: number }; resize: ResizeMode };
 
 function shapeText(shape: readonly Dim[] | null): string {
   return shape === null ? '[unknown rank]' : `[${shape.map((d) => (d === null ? '?' : String(d))).join(', ')}]`;
@@ -142,6 +198,7 @@ export class Segmenter {
     readonly fixedBatch: number | null,
     readonly modelPath: string,
     private readonly maxPixels: number | undefined,
+    readonly postprocess: MaskPostprocess | null,
   ) {}
 
   /**
@@ -192,10 +249,12 @@ export class Segmenter {
       channelOrder: opts.channelOrder ?? meta.channelOrder,
       output: opts.outputKind ?? meta.output,
       threshold,
+      resize: opts.resize ?? meta.resize ?? DEFAULT_RESIZE,
     };
+    if (resolved.resize !== 'fast' && resolved.resize !== 'exact') throw new LesionFuseError(`resize must be fast or exact, got '${String(resolved.resize)}'`, { subject: '--resize' });
     if (resolved.std.some((x) => x === 0)) throw new LesionFuseError('std must not contain 0', { subject: '--std' });
     const rs = await RuntimeSession.open(path, profile);
-    return new Segmenter(rs, resolved, io.input.name, io.output.name, io.fixedBatch, path, opts.maxPixels);
+    return new Segmenter(rs, resolved, io.input.name, io.output.name, io.fixedBatch, path, opts.maxPixels, opts.postprocess ?? null);
   }
 
   /** The model input size (H x W) images are resized to. */
@@ -267,53 +326,109 @@ export class Segmenter {
     return (await this.runTensorWithDims(x, n)).data;
   }
 
-  /** Segment one image (a path or a decoded image). */
-  async segment(input: string | DecodedImage): Promise<SegmentResult> {
+  /** Segment one image: a path, the file's bytes, or a decoded image. */
+  async segment(input: SegmentInput): Promise<SegmentResult> {
     return (await this.segmentBatch([input]))[0]!;
   }
 
   /**
-   * Segment several images, `batchSize` (default: the profile's batch) at a time. Paths are decoded
-   * with image.ts; a bad file throws (callers that must go on, like the segment command, decode first).
+   * Segment several images, `batchSize` (default: the profile's batch) at a time. A bad file throws
+   * (callers that must go on, like `segmentFiles`, prepare each image themselves).
    */
-  async segmentBatch(inputs: readonly (string | DecodedImage)[], opts: { batchSize?: number } = {}): Promise<SegmentResult[]> {
+  async segmentBatch(inputs: readonly SegmentInput[], opts: { batchSize?: number } = {}): Promise<SegmentResult[]> {
     const batchSize = opts.batchSize ?? this.profile.batch;
     if (!Number.isInteger(batchSize) || batchSize < 1) throw new LesionFuseError(`batch size must be a positive integer, got ${batchSize}`, { subject: '--batch' });
     const results: SegmentResult[] = [];
     for (let start = 0; start < inputs.length; start += batchSize) {
       const group = inputs.slice(start, start + batchSize);
-      const images: DecodedImage[] = [];
-      for (const g of group) images.push(typeof g === 'string' ? await decodeImage(g, { maxPixels: this.maxPixels }) : g);
-      results.push(...(await this.segmentDecoded(images)));
+      const prepared = await Promise.all(group.map((g) => this.prepare(g)));
+      const maps = await this.infer(prepared);
+      results.push(...(await Promise.all(prepared.map((p, k) => this.finish(p, maps[k]!)))));
     }
     return results;
   }
 
-  private async segmentDecoded(images: DecodedImage[]): Promise<SegmentResult[]> {
+  /**
+   * Step 1 of 3: decode an image to the model's input size (fast: libvips resize-on-decode; exact:
+   * full decode, then Pillow-exact resize). Bad files throw a LesionFuseError naming them.
+   */
+  async prepare(input: SegmentInput, label?: string): Promise<PreparedImage> {
     const { height: H, width: W } = this.inputSize;
-    const x = toModelInput(images, { ...this.metadata, height: H, width: W });
-    const { data, dims } = await this.runTensorWithDims(x, images.length);
+    const size = { width: W, height: H };
+    let p: PreparedImage;
+    if (typeof input === 'string' || input instanceof Uint8Array) {
+      if (this.metadata.resize === 'fast') {
+        const img = await decodeResized(input, size, { maxPixels: this.maxPixels, label });
+        p = { width: img.width, height: img.height, pixels: img.data, warnings: [...img.warnings], path: img.path };
+      } else {
+        const img = await decodeImage(input, { maxPixels: this.maxPixels, label });
+        p = { width: img.width, height: img.height, pixels: resizeBilinearU8(img.data, img.width, img.height, 3, W, H), warnings: [...img.warnings], path: img.path };
+      }
+    } else {
+      if (input.data.length !== input.width * input.height * 3) {
+        throw new LesionFuseError(`image has ${input.data.length} bytes, not ${input.width} x ${input.height} x 3`, { subject: input.path ?? 'image' });
+      }
+      const pixels = this.metadata.resize === 'fast' ? await resizeDecodedFast(input, size) : resizeBilinearU8(input.data, input.width, input.height, 3, W, H);
+      p = { width: input.width, height: input.height, pixels, warnings: [...input.warnings], path: input.path };
+    }
+    if (p.width < W || p.height < H) {
+      p.warnings.push(`image is ${p.width} x ${p.height}, smaller than the model input ${W} x ${H}: upscaled, so the mask is coarser than usual`);
+    }
+    return p;
+  }
+
+  /** Step 2 of 3: run the model on prepared images; one probability map per image at the output resolution. */
+  async infer(prepared: readonly PreparedImage[]): Promise<{ width: number; height: number; data: Float32Array }[]> {
+    const { height: H, width: W } = this.inputSize;
+    const x = new Float32Array(prepared.length * 3 * H * W);
+    prepared.forEach((p, n) => normaliseInto(p.pixels, { ...this.metadata, height: H, width: W }, x, n));
+    const { data, dims } = await this.runTensorWithDims(x, prepared.length);
     const oh = dims.length === 4 ? dims[2]! : dims[1]!;
     const ow = dims.length === 4 ? dims[3]! : dims[2]!;
     const plane = oh * ow;
-    if (data.length !== images.length * plane) {
+    if (data.length !== prepared.length * plane) {
       throw new LesionFuseError(`output '${this.outputName}' has shape [${dims.join(', ')}], not one map per image`, { subject: this.modelPath });
     }
-    return images.map((img, n) => {
-      const warnings = [...img.warnings];
-      if (img.width < W || img.height < H) {
-        warnings.push(`image is ${img.width} x ${img.height}, smaller than the model input ${W} x ${H}: upscaled, so the mask is coarser than usual`);
-      }
+    return prepared.map((_p, n) => {
       const map = new Float32Array(plane);
       const src = data.subarray(n * plane, (n + 1) * plane);
       if (this.metadata.output === 'logits') for (let i = 0; i < plane; i++) map[i] = sigmoid(src[i]!);
       else map.set(src);
-      const probability = resizeProbability(map, oh, ow, img.height, img.width);
-      const mask = new Uint8Array(probability.length);
-      const t = this.metadata.threshold;
-      for (let i = 0; i < mask.length; i++) mask[i] = probability[i]! > t ? 1 : 0;
-      return { width: img.width, height: img.height, probability, mask, warnings, path: img.path };
+      return { width: ow, height: oh, data: map };
     });
+  }
+
+  /**
+   * Step 3 of 3: bring a map back to the image's size and threshold it (fast: one bilinear resample of
+   * the map in libvips; exact: in JavaScript), then post-process the mask if asked.
+   */
+  async finish(p: PreparedImage, map: { width: number; height: number; data: Float32Array }): Promise<SegmentResult> {
+    const t = this.metadata.threshold;
+    const n = p.width * p.height;
+    let mask: Uint8Array = new Uint8Array(n);
+    let probability: Float32Array | null = null;
+    // The mask straight from the model-resolution map (bit-identical to thresholding the full-size map);
+    // the full-size probability is made only if someone reads it.
+    mask = thresholdUpscaled(map.data, map.height, map.width, p.height, p.width, t);
+    const getProbability = (): Float32Array => resizeProbability(map.data, map.height, map.width, p.height, p.width);
+    if (this.postprocess) {
+      mask = await this.postprocess.apply(mask, p.width, p.height);
+      if (mask.length !== n) throw new LesionFuseError(`post-processing returned ${mask.length} values for a ${p.width} x ${p.height} mask`, { subject: p.path ?? 'image' });
+    }
+    const result = {
+      width: p.width,
+      height: p.height,
+      mask,
+      modelProbability: map,
+      resize: this.metadata.resize,
+      warnings: p.warnings,
+      path: p.path,
+    } as Omit<SegmentResult, 'probability'> & { probability: Float32Array };
+    Object.defineProperty(result, 'probability', {
+      enumerable: true,
+      get: () => (probability ??= getProbability()),
+    });
+    return result;
   }
 
   async close(): Promise<void> {

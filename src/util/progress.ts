@@ -3,6 +3,7 @@ import { getLogLevel } from './log.js';
 /**
  * The one progress display for long work (calibration, evaluation, training, batches).
  * Draws a single updating line on a TTY; on a pipe or in CI prints a line every ~10%.
+ * Silent under `--quiet` (log level 'quiet') and with LESIONFUSE_PROGRESS=0.
  */
 export class Progress {
   private done = 0;
@@ -14,7 +15,7 @@ export class Progress {
     private readonly label: string,
     private readonly total: number,
     private readonly stream: NodeJS.WriteStream = process.stderr,
-    private readonly enabled = process.env.LESIONFUSE_PROGRESS !== '0',
+    private readonly enabled = process.env.LESIONFUSE_PROGRESS !== '0' && getLogLevel() !== 'quiet',
   ) {
     this.tty = Boolean(stream.isTTY);
   }

@@ -282,3 +282,51 @@ test('format sniffing ignores the extension', () => {
   assert.equal(sniffImageFormat(readFileSync(f('rgb24.bmp'))), 'bmp');
   assert.equal(sniffImageFormat(Buffer.from('hello')), null);
 });
+
+test('thresholdUpscaled is bit-identical to resizeProbability then > t (up, down, same size, ties)', async () => {
+  const { thresholdUpscaled, resizeProbability } = await import('../../src/runtime/image.js');
+  let seed = 7;
+  const rnd = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const cases: [number, number, number, number][] = [[6, 8, 45, 61], [12, 16, 12, 16], [16, 16, 48, 64], [16, 12, 7, 5], [5, 7, 200, 301], [1, 4, 3, 17]];
+  for (const [h, w, H, W] of cases) {
+    for (const kind of ['noise', 'smooth', 'ties']) {
+      const p = new Float32Array(h * w).map((_, i) => {
+        if (kind === 'noise') return rnd();
+        if (kind === 'ties') return [0.5, 0.25, 0.75, 0.5000001][Math.floor(rnd() * 4)]!;
+        return 1 / (1 + Math.exp(-((i % w) - w / 2 + Math.floor(i / w) / 3)));
+      });
+      for (const t of [0.5, 0.3]) {
+        const ref = resizeProbability(p, h, w, H, W);
+        const got = thresholdUpscaled(p, h, w, H, W, t);
+        for (let i = 0; i < ref.length; i++) assert.equal(got[i], ref[i]! > t ? 1 : 0, `${h}x${w}->${H}x${W} ${kind} t=${t} at ${i}`);
+      }
+    }
+  }
+});
+
+test('decodeResized (fast path): original size after EXIF orientation, pixels near the Pillow-exact resize, same checks', async () => {
+  const { decodeResized, resizeBilinearU8 } = await import('../../src/runtime/image.js');
+  const dir = tempDir();
+  // a smooth 120 x 80 gradient stored with orientation 6: shown 80 wide, 120 high
+  const w = 120, h = 80;
+  const px = new Uint8Array(w * h * 3).map((_, i) => { const k = Math.floor(i / 3); return (k % w) + Math.floor(k / w); });
+  const p = join(dir, 'rot.png');
+  await sharp(px, { raw: { width: w, height: h, channels: 3 } }).png().withMetadata({ orientation: 6 }).toFile(p);
+  const fast = await decodeResized(p, { width: 20, height: 30 });
+  assert.deepEqual([fast.width, fast.height, fast.modelWidth, fast.modelHeight, fast.data.length], [80, 120, 20, 30, 20 * 30 * 3]);
+  const full = await decodeImage(p);
+  const exact = resizeBilinearU8(full.data, full.width, full.height, 3, 20, 30);
+  let maxDiff = 0;
+  for (let i = 0; i < exact.length; i++) maxDiff = Math.max(maxDiff, Math.abs(exact[i]! - fast.data[i]!));
+  assert.ok(maxDiff <= 3, `fast vs exact differ by ${maxDiff} levels`);
+  // bytes and paths give the same; bad input is refused with the same one-line errors and warnings
+  const fromBytes = await decodeResized(readFileSync(p), { width: 20, height: 30 });
+  assert.deepEqual(fromBytes.data, fast.data);
+  const gray = await decodeResized(f('gray.png'), { width: 8, height: 8 });
+  assert.ok(gray.warnings.some((x) => /grayscale/.test(x)));
+  const bmp = await decodeResized(f('rgb24.bmp'), { width: 8, height: 8 });
+  assert.equal(bmp.data.length, 8 * 8 * 3);
+  writeFileSync(join(dir, 'bad.jpg'), 'nope');
+  await assert.rejects(decodeResized(join(dir, 'bad.jpg'), { width: 8, height: 8 }), /bad\.jpg: not a supported image/);
+  await assert.rejects(decodeResized(p, { width: 8, height: 8 }, { maxPixels: 100 }), /above the limit of 100/);
+});

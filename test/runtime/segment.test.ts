@@ -21,16 +21,16 @@ test('segment CLI: a batch with one bad file goes on, writes failures.csv and ex
   copyFileSync(join(FIXTURES, 'images', 'ISIC_0024321.jpg'), join(inp, 'a.jpg'));
   writeFileSync(join(inp, 'broken.jpg'), 'not an image');
   const out = join(dir, 'out');
-  const r = spawnSync(process.execPath, [CLI, 'segment', model, inp, join(dir, 'missing.png'), '--out', out, '--profile', 'cpu-1t', '--batch', '2'], { encoding: 'utf8', env: { ...process.env, LESIONFUSE_PROGRESS: '0' } });
+  const r = spawnSync(process.execPath, [CLI, 'segment', model, inp, join(dir, 'missing.png'), '--out', out, '--profile', 'cpu-1t', '--batch', '2', '--outputs', 'mask,prob,overlay'], { encoding: 'utf8', env: { ...process.env, LESIONFUSE_PROGRESS: '0' } });
   assert.equal(r.status, 3, r.stderr);
   const files = readdirSync(out).sort();
-  // 4 good images x 3 outputs + failures.csv; 'a.jpg' twice -> a, a_2; 'a.png.jpg' -> a.png
+  // 4 good images x 3 outputs + failures.csv + segment.json; 'a.jpg' twice -> a, a_2; 'a.png.jpg' -> a.png
   assert.deepEqual(files, [
-    'Läsion_scan.v2_mask.png', 'Läsion_scan.v2_overlay.png', 'Läsion_scan.v2_prob.png',
-    'a.png_mask.png', 'a.png_overlay.png', 'a.png_prob.png',
-    'a_2_mask.png', 'a_2_overlay.png', 'a_2_prob.png',
-    'a_mask.png', 'a_overlay.png', 'a_prob.png',
-    'failures.csv',
+    'Läsion_scan.v2_mask.png', 'Läsion_scan.v2_overlay.jpg', 'Läsion_scan.v2_prob.png',
+    'a.png_mask.png', 'a.png_overlay.jpg', 'a.png_prob.png',
+    'a_2_mask.png', 'a_2_overlay.jpg', 'a_2_prob.png',
+    'a_mask.png', 'a_overlay.jpg', 'a_prob.png',
+    'failures.csv', 'segment.json',
   ].sort());
   const csv = readFileSync(join(out, 'failures.csv'), 'utf8').trim().split('\n');
   assert.equal(csv[0], 'path,reason');
@@ -50,9 +50,9 @@ test('segment CLI: all good -> exit 0 with an empty failures.csv; eval and bench
   const model = await halfModel(dir);
   const out = join(dir, 'o');
   const env = { ...process.env, LESIONFUSE_PROGRESS: '0' };
-  const r = spawnSync(process.execPath, [CLI, 'segment', model, join(FIXTURES, 'images', 'IMD00?.jpg'), '--out', out, '--profile', 'cpu-1t', '--no-overlay'], { encoding: 'utf8', env });
+  const r = spawnSync(process.execPath, [CLI, 'segment', model, join(FIXTURES, 'images', 'IMD00?.jpg'), '--out', out, '--profile', 'cpu-1t', '--outputs', 'prob,mask'], { encoding: 'utf8', env });
   assert.equal(r.status, 0, r.stderr);
-  assert.deepEqual(readdirSync(out).sort(), ['IMD008_mask.png', 'IMD008_prob.png', 'IMD009_mask.png', 'IMD009_prob.png', 'failures.csv']);
+  assert.deepEqual(readdirSync(out).sort(), ['IMD008_mask.png', 'IMD008_prob.png', 'IMD009_mask.png', 'IMD009_prob.png', 'failures.csv', 'segment.json']);
   assert.equal(readFileSync(join(out, 'failures.csv'), 'utf8'), 'path,reason\n');
   const e = spawnSync(process.execPath, [CLI, 'eval', model, '--data', FIXTURES, '--profile', 'cpu-1t', '--json'], { encoding: 'utf8', env });
   assert.equal(e.status, 0, e.stderr);

@@ -61,7 +61,7 @@ export const command: CommandModule<object, Args> = {
       .option('input-size', { type: 'string', describe: 'HxW for models with dynamic height/width' })
       .option('output', { type: 'string', describe: 'which model output is the segmentation map' })
       .option('max-pixels', { type: 'number', default: DEFAULT_MAX_PIXELS, describe: 'refuse images whose header declares more pixels (decompression bombs)' })
-      .option('pred', { type: 'string', describe: 'score existing masks in this folder (with --truth) instead of running a model' })
+      .option('pred', { type: 'string', describe: 'score existing masks in this folder (with --truth) instead of running a model; a `segment` output folder works as it is' })
       .option('truth', { type: 'string', describe: 'truth masks for --pred, matched by id' })
       .option('json', { type: 'boolean', default: false, describe: 'print metrics.json to stdout' })
       .example('$0 eval default:student --data ../shared/data --split test --profile cpu-2t --out reports/eval', 'the test split')
@@ -71,7 +71,8 @@ export const command: CommandModule<object, Args> = {
     if (a.pred !== undefined || a.truth !== undefined) {
       if (!a.pred || !a.truth) throw new LesionFuseError('--pred and --truth go together', { subject: a.pred ? '--truth' : '--pred' });
       if (a.model) throw new LesionFuseError('give either a model with --data, or --pred with --truth, not both', { subject: '--pred' });
-      r = await evaluatePredictions({ pred: a.pred, truth: a.truth, out: a.out, resizeMasks: a['resize-masks'] });
+      r = await evaluatePredictions({ pred: a.pred, truth: a.truth, out: a.out, resizeMasks: a['resize-masks'], skipUnpaired: a['skip-unpaired'] });
+      if (r.unpaired) log.info(`scored ${r.n_images} paired id(s); left out ${r.unpaired.truth_without_prediction} truth mask(s) without a prediction and ${r.unpaired.prediction_without_truth} prediction(s) without truth (--skip-unpaired)`);
     } else {
       if (!a.model) throw new LesionFuseError('name a model (or use --pred DIR --truth DIR)', { subject: 'eval' });
       if (!a.data) throw new LesionFuseError('give the dataset folder with --data DIR', { subject: '--data' });
