@@ -1,5 +1,5 @@
 /**
- * Rewrites vs their peers, side by side in one run (BENCHMARKS.md, "Rewrites"): LesionFuse's default
+ * Rewrites vs their peers, side by side in one run (docs/benchmarks.md, "The peers"): LesionFuse's default
  * rewrite, onnxruntime's own offline-optimised model (SessionOptions.optimizedModelFilePath at 'basic' and
  * 'extended'), and onnxsim where it is importable from teacher/.venv (not in teacher/requirements.txt, which
  * the tests need; add it with `teacher/.venv/bin/pip install onnxsim`). For each model and variant: node

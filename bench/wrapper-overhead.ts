@@ -1,5 +1,5 @@
 /**
- * The cost of LesionFuse's pre/post-processing around the model (BENCHMARKS.md, "Inference wrapper"):
+ * The cost of LesionFuse's pre/post-processing around the model (docs/benchmarks.md, "The peers"):
  * raw `InferenceSession.run` on a pre-made tensor versus the full path from an image file to a mask
  * (decode + resize + normalise + run + sigmoid + resize back + threshold), and to a mask PNG on disk.
  * Also the parts of the full path, timed alone.

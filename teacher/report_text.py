@@ -74,7 +74,7 @@ shipped `{onnx_path}` is the checkpoint `{exported}` (step {exp_step}); its test
 (see "The gap" below). To go on, the run resumes from `/work/lesionfuse-runs/fused` while that folder exists (see "How to resume").
 
 ## What was built (`teacher/`)
-- `models.py`: the fused teacher exactly as ARCHITECTURE.md section 3 (timm `resnet34` stem + layer1..3;
+- `models.py`: the fused teacher exactly as docs/architecture.md section 5 (timm `resnet34` stem + layer1..3;
   timm `deit_small_patch16_224` with 8 of 12 blocks, built for 192 x 256 so position embeddings are made or
   resampled once; SETR-PUP 384@1/16 -> 128@1/8 -> 64@1/4; a fusion block per level: SE on the transformer
   feature, spatial attention on the CNN feature, 1x1 projections multiplied then a 3x3 conv, concatenation,

@@ -2,7 +2,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import * as lf from '../src/index.js';
 
-// The public surface the README and STYLE.md promise: if an entry point disappears or stops
+// The public surface the README and docs/style.md promise: if an entry point disappears or stops
 // being a function, users' code breaks, so this test names each one.
 test('the public API exposes the entry points of every stage', () => {
   for (const name of ['loadModel', 'rewrite', 'quantize', 'distill', 'benchmark', 'evaluate', 'report', 'packageBundle', 'verifyBundle', 'runPipeline'] as const) {

@@ -2,7 +2,7 @@
  * Output parity between a model and its rewrite, measured the way the model will be used: both run in
  * onnxruntime-node on real images (prepared from the model's lesionfuse.* metadata), compared as
  * probabilities (sigmoid of logits) and as thresholded masks. A rewrite that changes what a user would see
- * is refused before it is written (INPUTS.md: "a rewritten model whose outputs drift beyond the tolerance").
+ * is refused before it is written (docs/inputs.md, "Results that drift").
  */
 import { existsSync, promises as fs } from 'node:fs';
 import { extname, join } from 'node:path';

@@ -4,7 +4,7 @@
  * A pass takes a model and returns a model plus a human-readable record of what it changed, so that a
  * pipeline of passes can be audited (what was removed, fused, added) and every result can be checked for
  * output parity before it is written. Passes never touch what they do not understand: a node they cannot
- * handle is left as it is and reported as a `skipped` change naming the node (INPUTS.md, "Models").
+ * handle is left as it is and reported as a `skipped` change naming the node (docs/inputs.md, "Models").
  */
 import type { Model } from '../onnx/ir.js';
 

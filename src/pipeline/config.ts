@@ -231,7 +231,7 @@ function sizeProblem(text: string, where: string): string | null {
   const h = Number(m[1]);
   const w = Number(m[2]);
   if (h % 32 !== 0 || w % 32 !== 0 || h === 0 || w === 0) {
-    return `${where}: H and W must be positive multiples of 32 (INPUTS.md: the models downsample by up to 32), got ${h}x${w}; e.g. ${Math.max(32, Math.round(h / 32) * 32)}x${Math.max(32, Math.round(w / 32) * 32)}`;
+    return `${where}: H and W must be positive multiples of 32 (docs/inputs.md: the models downsample by up to 32), got ${h}x${w}; e.g. ${Math.max(32, Math.round(h / 32) * 32)}x${Math.max(32, Math.round(w / 32) * 32)}`;
   }
   return null;
 }
@@ -368,7 +368,7 @@ function semanticProblems(v: LooseConfig, baseDir: string): { problems: string[]
     folder(v.quantize.validation, 'quantize.validation.path');
     const split = isObj(v.quantize.calibration) ? v.quantize.calibration.split : undefined;
     if (isStr(split) && split !== 'train') {
-      problems.push(`quantize.calibration.split: calibration always uses the train split of a dataset (or every image of a plain folder; never test, BENCHMARKS.md); allowed: train`);
+      problems.push(`quantize.calibration.split: calibration always uses the train split of a dataset (or every image of a plain folder; never test, docs/benchmarks.md); allowed: train`);
     }
   }
   if (isStr(pkg.sample)) {

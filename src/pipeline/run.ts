@@ -228,7 +228,7 @@ export async function runPipeline(cfg: PipelineConfig, opts: RunOptions = {}): P
     profile: p.name, description: p.description, ...(p.skipped ? { skippedReason: p.skipped } : {}), outcomes: outcomes.get(p.name)!, pareto: [],
   }));
   const notes = [...cfg.notes];
-  if (cfg.benchmark.runs < 30) notes.push(`Latency is the median of ${cfg.benchmark.runs} runs after ${cfg.benchmark.warmup} warm-up runs: fewer than the 30 a real benchmark uses (BENCHMARKS.md), so treat it as a hint.`);
+  if (cfg.benchmark.runs < 30) notes.push(`Latency is the median of ${cfg.benchmark.runs} runs after ${cfg.benchmark.warmup} warm-up runs: fewer than the 30 a real benchmark uses (docs/benchmarks.md), so treat it as a hint.`);
   notes.push('Candidates are benchmarked one after another (not interleaved): on a shared, loaded machine a difference of a few tens of percent between two candidates can be noise. Compare within this report, not with other reports.');
 
   // 5. Choose the candidate to package.

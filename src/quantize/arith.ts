@@ -5,7 +5,7 @@
  * adjustment for int32 bias) bit for bit, so that a side-by-side comparison with
  * that peer compares calibration and graph choices, not rounding noise.
  *
- * Conventions (see ../shared/docs/QUANTIZATION.md): r = s * (q - z); rounding is
+ * Conventions (see docs/quantization.md, "The arithmetic"): r = s * (q - z); rounding is
  * round half to even (numpy `round`, ONNX QuantizeLinear); values saturate to the
  * type's full range; scales are computed in float64 and stored as float32, like
  * the peer does (`scale.astype(float32)` after a float64 division).

@@ -1,4 +1,4 @@
-/** INT8 quantization: the public surface (see ARCHITECTURE.md section 5 and QUANTIZATION.md). */
+/** INT8 quantization: the public surface (see docs/quantization.md). */
 export {
   quantize, quantizeFile, quantizationRecord, calibrationImages, loadMaskedImages, diceAtModelResolution, diceAtModelResolutionPerImage, modelIO, cpuInt8Features,
   type QuantizeOptions, type QuantizeResult, type LayerSensitivity, type MaskedImageSet, type ModelIO,

@@ -272,7 +272,7 @@ function floatOpReason(opType: string): string {
 
 /**
  * Decide which nodes get INT8 and which tensors need a calibrated range.
- * Unsupported nodes are not an error: they stay in float and the plan says why (INPUTS.md).
+ * Unsupported nodes are not an error: they stay in float and the plan says why (docs/inputs.md, "Models").
  */
 export function planQuantization(model: Model, opts: QdqOptions = {}): QuantizationPlan {
   const g = model.graph;

@@ -12,7 +12,7 @@ import { paretoFront } from './pareto.js';
 import { renderTradeoffSvg, xmlEscape, type PlotPoint } from './svg.js';
 import type { CandidateSummary, Environment, ProfileSection, TradeoffReport } from './types.js';
 
-/** The machine and versions, for the report header (BENCHMARKS.md: numbers without them mean little). */
+/** The machine and versions, for the report header (docs/benchmarks.md: numbers without them mean little). */
 export function currentEnvironment(): Environment {
   let ort = 'unknown';
   try {

@@ -1,7 +1,7 @@
 /**
  * The ONE image and mask reader/writer of LesionFuse (sharp, plus a small BMP decoder because sharp has
  * none). Every stage that touches pixels (segmentation, evaluation, calibration, distillation) goes
- * through here, so the INPUTS.md contract (EXIF orientation, colour modes, bombs, broken files) holds
+ * through here, so the docs/inputs.md contract (EXIF orientation, colour modes, bombs, broken files) holds
  * everywhere in the same way.
  */
 import { promises as fs } from 'node:fs';

@@ -3,7 +3,7 @@
  *
  * Written by hand so that every stage (evaluation, quantization gate, distillation selection, reports)
  * scores the same way. Conventions, chosen so that a "no lesion" image predicted as "no lesion" is a
- * perfect answer (INPUTS.md, masks):
+ * perfect answer (docs/inputs.md, "Masks"; docs/benchmarks.md, "Empty masks"):
  * - truth and prediction both empty: Dice = IoU = thresholded Jaccard = boundary F = 1, HD95 = 0;
  * - exactly one of them empty: Dice = IoU = thresholded Jaccard = boundary F = 0, HD95 = NaN
  *   (undefined: there is no surface to measure from). Means skip NaN and report how many were used

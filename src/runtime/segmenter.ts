@@ -4,7 +4,7 @@
  * Preprocessing (input size, mean/std, channel order) and postprocessing (logits or probabilities,
  * threshold) come from the model's `lesionfuse.*` metadata (CONTRIBUTING.md) unless options override
  * them, so a model carries how it must be fed. The model's inputs and outputs are checked once, up front,
- * against what a segmentation model looks like (INPUTS.md, models): one NCHW float image input, one
+ * against what a segmentation model looks like (docs/inputs.md, "Models"): one NCHW float image input, one
  * segmentation map output; anything else is refused with the shapes found and the option that fixes it.
  */
 import { DataType, type Dim, type Model, type ValueInfo } from '../onnx/ir.js';

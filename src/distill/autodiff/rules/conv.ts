@@ -1,5 +1,5 @@
 /**
- * Conv and ConvTranspose gradients (GRADIENTS.md rows Conv dX/dW/dB and ConvTranspose).
+ * Conv and ConvTranspose gradients (docs/gradients.md, rows Conv and ConvTranspose).
  *
  * dX of a Conv is a ConvTranspose with the same weights, with output_padding
  * chosen so that the result is exactly the input size. dW of any grouped Conv
