@@ -17,6 +17,8 @@ import { encodeModel } from '../onnx/io.js';
 import { LesionFuseError } from '../util/errors.js';
 import { Progress } from '../util/progress.js';
 import { log } from '../util/log.js';
+import { isRegularFile } from '../util/files.js';
+import { IMAGE_EXTENSIONS } from '../runtime/image.js';
 import type { TensorRange } from './qdq.js';
 
 export type CalibrationMethod = 'minmax' | 'percentile' | 'entropy';
@@ -422,7 +424,6 @@ export async function collectRanges(
   return { ranges: calibrator.ranges(), images, batches: nb, seconds: (performance.now() - t0) / 1000 };
 }
 
-const IMAGE_EXT = new Set(['.jpg', '.jpeg', '.jpe', '.jfif', '.png', '.bmp', '.dib', '.tif', '.tiff', '.webp']);
 
 /** Every image file under `dir` (recursively, sorted), skipping names that look like masks. */
 export async function listImageFiles(dir: string): Promise<string[]> {
@@ -439,7 +440,7 @@ export async function listImageFiles(dir: string): Promise<string[]> {
     for (const e of entries) {
       const p = join(d, e.name);
       if (e.isDirectory()) await walk(p);
-      else if (IMAGE_EXT.has(extname(e.name).toLowerCase()) && !/(_segmentation|_mask|_lesion)\.[^.]+$/i.test(e.name)) out.push(p);
+      else if ((IMAGE_EXTENSIONS as readonly string[]).includes(extname(e.name).toLowerCase()) && !/(_segmentation|_mask|_lesion)\.[^.]+$/i.test(e.name) && (await isRegularFile(d, e))) out.push(p);
     }
   };
   await walk(dir);

@@ -17,6 +17,7 @@ import { promises as fs, type Dirent } from 'node:fs';
 import { basename, extname, join, resolve, relative, sep } from 'node:path';
 import { LesionFuseError } from '../util/errors.js';
 import { IMAGE_EXTENSIONS } from './image.js';
+import { isRegularFile } from '../util/files.js';
 
 export type Split = 'train' | 'val' | 'test' | 'all';
 export type DatasetLayout = 'lesionfuse-manifest' | 'isic' | 'ph2' | 'images-masks';
@@ -119,7 +120,7 @@ export async function walk(dir: string, depth: number): Promise<string[]> {
     const p = join(dir, e.name);
     if (e.isDirectory()) {
       if (depth > 0) out.push(...(await walk(p, depth - 1)));
-    } else if (e.isFile()) out.push(p);
+    } else if (await isRegularFile(dir, e)) out.push(p);
   }
   return out;
 }

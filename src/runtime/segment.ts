@@ -14,6 +14,7 @@ import { LesionFuseError, describeError } from '../util/errors.js';
 import { writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
 import { sha256File } from '../util/hash.js';
 import { Progress } from '../util/progress.js';
+import { isRegularFile } from '../util/files.js';
 import { VERSION } from '../version.js';
 import { resolveModelPath } from '../models.js';
 import { IMAGE_EXTENSIONS, maskPngBytes, writeOverlayJpeg, writeProbabilityPng, type ResizeMode } from './image.js';
@@ -69,16 +70,6 @@ async function realpathLoose(p: string): Promise<string> {
   }
 }
 
-/** A directory entry that is a regular file, or a symbolic link to one (followed through realpath). */
-async function isRegularFile(dir: string, e: Dirent): Promise<boolean> {
-  if (e.isFile()) return true;
-  if (!e.isSymbolicLink()) return false;
-  try {
-    return (await fs.stat(await fs.realpath(join(dir, e.name)))).isFile();
-  } catch {
-    return false;
-  }
-}
 
 /**
  * Image files under `dir` (sorted, hidden entries skipped), following links to files but not links to
