@@ -85,7 +85,7 @@ export const command: CommandModule<object, Args> = {
       .option('passes', { type: 'string', describe: `comma-separated passes, run in order (default: ${DEFAULT_PASSES.join(',')})` })
       .option('list', { type: 'boolean', default: false, describe: 'list the passes and exit' })
       .option('images', { type: 'string', describe: 'an image file or folder for the parity check, repeatable (default: bundled samples)' })
-      .option('tolerance', { type: 'number', default: 1e-4, describe: 'largest allowed max |dp| on probabilities (float32 passes)' })
+      .option('tolerance', { type: 'number', default: 1e-4, describe: 'largest allowed difference of the raw outputs, relative above 1 (float32 passes)' })
       .option('min-dice', { type: 'number', describe: 'smallest allowed Dice agreement of the masks (float16; default 0.99)' })
       .option('force', { type: 'boolean', default: false, describe: 'write the model even when it fails the parity check (says so)' })
       .option('batch', { type: 'string', describe: "set-batch: a fixed batch size or 'dynamic' (adds set-batch)" })
