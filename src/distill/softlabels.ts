@@ -98,7 +98,7 @@ export async function computeSoftLabels(samples: readonly SoftLabelSample[], opt
     else missing.push(i);
   }
   if (missing.length > 0) {
-    const seg = await Segmenter.create(opts.teacher, { threads: opts.threads ?? 2 });
+    const seg = await Segmenter.create(opts.teacher, { threads: opts.threads ?? 2, inputSize: { height, width } });
     try {
       const size = seg.inputSize;
       if (!size || size.height !== height || size.width !== width) {
