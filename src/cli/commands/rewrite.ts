@@ -89,7 +89,7 @@ export const command: CommandModule<object, Args> = {
       .option('min-dice', { type: 'number', describe: 'smallest allowed Dice agreement of the masks (float16; default 0.99)' })
       .option('force', { type: 'boolean', default: false, describe: 'write the model even when it fails the parity check (says so)' })
       .option('batch', { type: 'string', describe: "set-batch: a fixed batch size or 'dynamic' (adds set-batch)" })
-      .option('input-size', { type: 'string', describe: 'fix-input-size: HxW, multiples of 32 (adds fix-input-size)' })
+      .option('input-size', { type: 'string', describe: 'fix-input-size: HxW (adds fix-input-size)' })
       .option('opset', { type: 'number', describe: 'update-opset: the target opset (adds update-opset)' })
       .option('metadata', { type: 'string', array: true, describe: 'set-metadata: key=value entries (adds set-metadata)' })
       .option('json', { type: 'boolean', default: false, describe: 'print the result as JSON on stdout' })
