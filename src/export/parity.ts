@@ -157,13 +157,16 @@ function pickSize(before: Model, after: Model, opts: ParityOptions): { height: n
   return opts.inputSize ?? DEFAULT_SIZE;
 }
 
-/** The dims of a non-image input at batch `b`: static dims as declared, a symbolic first dim = b; anything else is refused. */
-function inputDims(v: ValueInfo, b: number): number[] {
+/**
+ * The dims of an input at batch `b`: static dims as declared; a symbolic first dim, or any dim named like
+ * the main input's batch dim (a state [2, N, 16] beside an image [N, 3, H, W]), = b; anything else is refused.
+ */
+function inputDims(v: ValueInfo, b: number, batchName: Dim | undefined): number[] {
   if (!v.shape) throw new LesionFuseError(`input '${v.name}' has no declared shape; parity cannot make a value for it`);
   return v.shape.map((d, k) => {
     const f = fixed(d);
     if (f !== null) return f;
-    if (k === 0) return b;
+    if (k === 0 || (typeof d === 'string' && d !== '' && d === batchName)) return b;
     throw new LesionFuseError(`input '${v.name}' dimension ${k} (${d === null ? 'unknown' : `'${d}'`}) is not fixed by the model; parity cannot make a value for it (fix it with --passes set-batch / fix-input-size, or compare with --force)`);
   });
 }
@@ -222,7 +225,7 @@ async function runRaw(m: Model, samples: Samples, outNames: string[] | null, opt
         }
         dims = [b, 3, samples.size.height, samples.size.width];
       } else {
-        dims = inputDims(main, b);
+        dims = inputDims(main, b, main.shape?.[0]);
         const per = dims.slice(1).reduce((a, c) => a * c, 1);
         chunk = new Float32Array(b * per);
         for (let k = 0; k < b; k++) chunk.set(syntheticValues(per, Math.min(start + k, n - 1) + 1), k * per);
@@ -230,7 +233,7 @@ async function runRaw(m: Model, samples: Samples, outNames: string[] | null, opt
       const feeds: Record<string, ort.Tensor> = {
         [main.name]: main.dataType === DataType.FLOAT16 ? new ort.Tensor('float16', float32ToFloat16(chunk) as never, dims) : new ort.Tensor('float32', chunk, dims),
       };
-      for (const v of plan.inputs) if (v !== main) feeds[v.name] = zerosTensor(v, inputDims(v, b));
+      for (const v of plan.inputs) if (v !== main) feeds[v.name] = zerosTensor(v, inputDims(v, b, main.shape?.[0]));
       const r = await session.run(feeds, names);
       for (const o of names) {
         const out = fromOrtTensor(r[o]!);

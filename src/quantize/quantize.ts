@@ -13,7 +13,7 @@ import * as ort from 'onnxruntime-node';
 import { readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { arch, cpus } from 'node:os';
-import type { Model } from '../onnx/ir.js';
+import type { Graph, Model } from '../onnx/ir.js';
 import { cloneModel } from '../onnx/graph.js';
 import { encodeModel, readModel, writeModel } from '../onnx/io.js';
 import { readSegmentationMetadata, type SegmentationMetadata } from '../onnx/metadata.js';
@@ -221,6 +221,16 @@ export async function* imageBatches(paths: readonly string[], io: ModelIO, batch
   }
 }
 
+/** Conv / ConvTranspose / Gemm / MatMul nodes inside the subgraphs (If/Loop/Scan bodies) of `g`, recursively. */
+function nestedWeightOps(g: Graph, depth = 0): number {
+  let n = 0;
+  for (const node of g.nodes) {
+    if (depth > 0 && ['Conv', 'ConvTranspose', 'Gemm', 'MatMul'].includes(node.opType)) n++;
+    for (const a of Object.values(node.attributes)) if (a.type === 'graph') n += nestedWeightOps(a.value, depth + 1);
+  }
+  return n;
+}
+
 /** Images and masks at the model's resolution, decoded once and reused for every evaluation. */
 export interface MaskedImageSet {
   source: string;
@@ -341,7 +351,13 @@ export async function quantize(input: Model, opts: QuantizeOptions): Promise<Qua
     dynamicMatMuls: opts.dynamicMatMuls ?? false,
   };
   const plan = planQuantization(model, qdq);
-  if (plan.quantized.length === 0) throw new LesionFuseError('nothing to quantize: the model has no Conv, ConvTranspose, Gemm or MatMul that can take INT8');
+  if (plan.quantized.length === 0) {
+    const nested = nestedWeightOps(model.graph);
+    if (nested > 0) {
+      throw new LesionFuseError(`nothing to quantize in the main graph: its ${nested} Conv/ConvTranspose/Gemm/MatMul node(s) are inside If/Loop/Scan branches, which quantize leaves in float`);
+    }
+    throw new LesionFuseError('nothing to quantize: the model has no Conv, ConvTranspose, Gemm or MatMul that can take INT8');
+  }
 
   // calibration
   const method = opts.calibrator ?? 'minmax';

@@ -95,8 +95,8 @@ export interface FeedSpec {
   dims: number[];
   /** 'synthetic': deterministic pseudo-random values in [-2, 2); a number: every element that value. */
   fill: 'synthetic' | number;
-  /** True when dimension 0 is the (symbolic) batch, so the throughput run scales it. */
-  batched: boolean;
+  /** The axes that are the (symbolic) batch, which the throughput run scales: 0, or an axis named like the first input's batch dim. */
+  batchAxes: number[];
 }
 
 /** What the child process measures. */
@@ -203,37 +203,40 @@ export function resolveFeeds(model: ModelInfo, inputSize: { height: number; widt
   for (const k of Object.keys(overrides)) {
     if (!names.has(k)) throw new LesionFuseError(`the model has no input '${k}' (inputs: ${model.inputs.map((v) => v.name).join(', ')})`, { subject: '--input' });
   }
+  const batchName = typeof model.inputs[0]?.shape?.[0] === 'string' && model.inputs[0]!.shape![0] !== '' ? model.inputs[0]!.shape![0] : null;
   return model.inputs.map((v, idx) => {
     const o = overrides[v.name] ?? {};
     if (!FEEDABLE.has(v.type)) throw new LesionFuseError(`input '${v.name}' is ${v.type}; bench feeds numeric and bool inputs only`, { subject: model.path });
     const declared = v.shape;
+    // A symbolic dim 0, or a dim named like the first input's batch dim (a state [2, N, 16]), is the batch.
+    const isBatch = (d: Dim | undefined, k: number) => typeof d !== 'number' && (k === 0 ? (declared?.length ?? 0) > 1 : d !== null && d !== '' && d === batchName);
     let dims: number[];
-    let batched = false;
+    let batchAxes: number[] = [];
     if (o.shape) {
       if (declared && declared.length !== o.shape.length) {
         throw new LesionFuseError(`--input ${v.name} has rank ${o.shape.length}, the model declares rank ${declared.length} [${declared.map((d) => d ?? '?').join(', ')}]`, { subject: model.path });
       }
       dims = [...o.shape];
-      batched = declared !== null && declared.length > 0 && typeof declared[0] !== 'number';
+      batchAxes = declared ? declared.flatMap((d, k) => (isBatch(d, k) ? [k] : [])) : [];
     } else {
       if (!declared) throw new LesionFuseError(`input '${v.name}' has no declared shape; give --input ${v.name}=SHAPE`, { subject: model.path });
       const image = idx === 0 && declared.length === 4;
       dims = declared.map((d, k) => {
         if (typeof d === 'number' && d > 0) return d;
-        if (k === 0 && declared.length > 1) {
-          batched = true;
+        if (isBatch(d, k)) {
+          batchAxes.push(k);
           return 1;
         }
         if (image && (k === 2 || k === 3) && inputSize) return k === 2 ? inputSize.height : inputSize.width;
         if (image && (k === 2 || k === 3)) {
           throw new LesionFuseError(`input '${v.name}' has dynamic height/width and the model no lesionfuse.input_size; give --input-size HxW`, { subject: model.path });
         }
-        throw new LesionFuseError(`input '${v.name}' dimension ${k} (${d === null ? 'unknown' : `'${d}'`}) is not fixed by the model; give --input ${v.name}=${declared.map((x, j) => (typeof x === 'number' && x > 0 ? x : j === 0 ? 1 : 'N')).join('x')} with N filled in`, { subject: model.path });
+        throw new LesionFuseError(`input '${v.name}' dimension ${k} (${d === null ? 'unknown' : `'${d}'`}) is not fixed by the model; give --input ${v.name}=${declared.map((x, j) => (typeof x === 'number' && x > 0 ? x : isBatch(x, j) ? 1 : 'N')).join('x')} with N filled in`, { subject: model.path });
       });
     }
     const float = v.type.startsWith('float');
     const fill = o.fill ?? (idx === 0 && float ? 'synthetic' : 0);
-    return { name: v.name, type: v.type, dims, fill, batched };
+    return { name: v.name, type: v.type, dims, fill, batchAxes };
   });
 }
 
@@ -265,10 +268,10 @@ function syntheticValues(count: number): Float32Array {
 
 /** The onnxruntime tensors for `specs` at batch `batch` (only inputs whose dim 0 is the batch scale); null when no input has a batch dimension and batch > 1. */
 function makeFeeds(rs: RuntimeSession, specs: FeedSpec[], batch: number): Record<string, OrtTensor> | null {
-  if (batch > 1 && !specs.some((f) => f.batched)) return null;
+  if (batch > 1 && !specs.some((f) => f.batchAxes.length > 0)) return null;
   const feeds: Record<string, OrtTensor> = {};
   for (const f of specs) {
-    const dims = f.batched ? [batch, ...f.dims.slice(1)] : f.dims;
+    const dims = f.dims.map((d, k) => (f.batchAxes.includes(k) ? batch : d));
     const n = dims.reduce((a, b) => a * b, 1);
     const vals = f.fill === 'synthetic' ? syntheticValues(n) : new Float32Array(n).fill(f.fill);
     let data: ort.Tensor.DataType;

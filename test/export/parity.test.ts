@@ -258,4 +258,12 @@ test('parity feeds extra inputs zeros, compares every output, and runs a model w
   u.output(u.op('Identity', ['state']), [2, 'B', 4]);
   const um = u.build({});
   await assert.rejects(checkParity(um, um, { images: [FIXTURES] }), /input 'state' dimension 1 \('B'\) is not fixed by the model/);
+  // ... but a state dimension named like the image's batch dimension is the batch.
+  const v = new Net();
+  v.input('image', ['N', 3, 32, 32]);
+  v.input('state', [2, 'N', 4]);
+  v.output(v.op('Identity', ['state']), [2, 'N', 4]);
+  const vm = v.build({});
+  const vp = await checkParity(vm, vm, { images: [FIXTURES] });
+  assert.equal(vp.passed, true, vp.message);
 });

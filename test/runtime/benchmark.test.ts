@@ -62,16 +62,19 @@ async function staticClassifier(dir: string): Promise<string> {
   return p;
 }
 
-/** Two real inputs: an audio-like [N, 16] chunk and a recurrent state [2, B, 4] whose B the graph leaves open, plus an int64 scalar. */
-async function statefulModel(dir: string): Promise<string> {
+/**
+ * Two real inputs: an audio-like [N, 16] chunk and a recurrent state [2, B, 4] whose B the graph leaves open
+ * (or, with stateBatch 'N', names like the input's batch), plus an int64 scalar.
+ */
+async function statefulModel(dir: string, stateBatch = 'B'): Promise<string> {
   const b = new GraphBuilder('stateful');
   const x = b.input('input', DataType.FLOAT, ['N', 16]);
-  const st = b.input('state', DataType.FLOAT, [2, 'B', 4]);
+  const st = b.input('state', DataType.FLOAT, [2, stateBatch, 4]);
   const sr = b.input('sr', DataType.INT64, []);
   const scale = b.op('Cast', [sr], { to: DataType.FLOAT });
   b.output(b.op('Mul', [b.op('ReduceMean', [x], { axes: [1], keepdims: 1 }), scale]), 'out', { dataType: DataType.FLOAT, shape: ['N', 1] });
-  b.output(b.op('Add', [st, b.initializer('one', floatTensor([], [1]))]), 'stateN', { dataType: DataType.FLOAT, shape: [2, 'B', 4] });
-  const p = join(dir, 'stateful.onnx');
+  b.output(b.op('Add', [st, b.initializer('one', floatTensor([], [1]))]), 'stateN', { dataType: DataType.FLOAT, shape: [2, stateBatch, 4] });
+  const p = join(dir, `stateful-${stateBatch}.onnx`);
   await writeModel(b.build({ opset: 17 }), p);
   return p;
 }
@@ -84,7 +87,7 @@ test('bench runs a non-segmentation model with a static input at its declared sh
   assert.ok(!x.skipped);
   if (!x.skipped) {
     assert.deepEqual(x.model.inputSize, { height: 20, width: 24 });
-    assert.deepEqual(x.feeds, [{ name: 'pixel_values', type: 'float32', dims: [1, 3, 20, 24], fill: 'synthetic', batched: false }]);
+    assert.deepEqual(x.feeds, [{ name: 'pixel_values', type: 'float32', dims: [1, 3, 20, 24], fill: 'synthetic', batchAxes: [] }]);
     assert.equal(x.latencyMs.runs, 2);
     assert.equal(x.throughput, null);
     assert.match(x.throughputNote!, /no input of the model has a batch dimension/);
@@ -95,7 +98,7 @@ test('bench feeds extra inputs with zeros or the --input values, and refuses an 
   const dir = tempDir();
   const model = await statefulModel(dir);
   await assert.rejects(benchmarkReport({ models: [model], profiles: ['cpu-1t'], runs: 1, isolate: false }), (e: Error) => {
-    assert.match(e.message, /stateful\.onnx.*input 'state' dimension 1 \('B'\) is not fixed by the model; give --input state=2xNx4/);
+    assert.match(e.message, /stateful-B\.onnx.*input 'state' dimension 1 \('B'\) is not fixed by the model; give --input state=2xNx4/);
     assert.ok(!e.message.includes('\n'));
     return true;
   });
@@ -113,17 +116,29 @@ test('bench feeds extra inputs with zeros or the --input values, and refuses an 
   assert.ok(!x.skipped);
   if (!x.skipped) {
     assert.deepEqual(
-      x.feeds.map((f) => [f.name, f.type, f.dims, f.fill, f.batched]),
+      x.feeds.map((f) => [f.name, f.type, f.dims, f.fill, f.batchAxes]),
       [
-        ['input', 'float32', [1, 16], 'synthetic', true],
-        ['state', 'float32', [2, 1, 4], 0, false],
-        ['sr', 'int64', [], 16000, false],
+        ['input', 'float32', [1, 16], 'synthetic', [0]],
+        ['state', 'float32', [2, 1, 4], 0, []],
+        ['sr', 'int64', [], 16000, []],
       ],
     );
     assert.equal(x.throughput!.batch, 3);
   }
   await assert.rejects(benchmarkReport({ models: [model], profiles: ['cpu-1t'], isolate: false, inputs: { nope: { fill: 1 } } }), /no input 'nope' \(inputs: input, state, sr\)/);
   await assert.rejects(benchmarkReport({ models: [model], profiles: ['cpu-1t'], isolate: false, inputs: { state: { shape: [2, 1] } } }), /--input state has rank 2, the model declares rank 3/);
+});
+
+test('a state dimension named like the batch is the batch: fed 1, scaled by the throughput batch', async () => {
+  const dir = tempDir();
+  const model = await statefulModel(dir, 'N');
+  const r = await benchmarkReport({ models: [model], profiles: ['cpu-1t'], warmup: 0, runs: 1, throughputBatch: 3, throughputRuns: 1, isolate: false });
+  const x = r.results[0]!;
+  assert.ok(!x.skipped);
+  if (!x.skipped) {
+    assert.deepEqual(x.feeds.map((f) => [f.name, f.dims, f.batchAxes]), [['input', [1, 16], [0]], ['state', [2, 1, 4], [1]], ['sr', [], []]]);
+    assert.equal(x.throughput!.batch, 3, x.throughputNote);
+  }
 });
 
 test('--input parsing: shape, fill, declared shape, scalar, and one-line refusals', () => {
