@@ -29,6 +29,7 @@ import { VERSION } from '../version.js';
 import { DEFAULT_AUGMENT, NO_AUGMENT, loadInMemoryDataset, makeBatch, type AugmentOptions, type InMemoryDataset, type LoadedDataset } from './augment.js';
 import { appendLosses, DEFAULT_LOSS_WEIGHTS, DEFAULT_TEMPERATURE, type LossWeights } from './losses.js';
 import { computeSoftLabels } from './softlabels.js';
+import { checkSegmentationIO } from '../runtime/segmenter.js';
 import { buildStudent, inferenceStudent, parseStudentName, type StudentName } from './zoo/index.js';
 import { createEngine, type EngineHandle } from './distill-engine.js';
 
@@ -254,10 +255,19 @@ export async function distill(opts: DistillOptions): Promise<DistillResult> {
   if (opts.teacher) {
     teacherPath = resolve(opts.teacher);
     if (!existsSync(teacherPath)) throw new LesionFuseError('teacher model not found', { subject: opts.teacher });
-    const tm = readSegmentationMetadata((await readModel(teacherPath)).metadata);
-    if (!tm.inputSize) throw new LesionFuseError('the teacher does not say its input size (lesionfuse.input_size)', { subject: opts.teacher });
+    const teacherModel = await readModel(teacherPath, { loadExternalData: false });
+    const tm = readSegmentationMetadata(teacherModel.metadata);
+    // The size the teacher takes: its graph's static H x W, else its metadata's, else --input-size.
+    const fixedSize = checkSegmentationIO(teacherModel, opts.teacher).inputSize;
+    const teacherSize = fixedSize ?? tm.inputSize ?? opts.inputSize ?? null;
+    if (!teacherSize) {
+      throw new LesionFuseError('the teacher\'s input height/width are symbolic and it has no lesionfuse.input_size; give --input-size HxW', { subject: opts.teacher });
+    }
+    if (fixedSize && opts.inputSize && (opts.inputSize.height !== fixedSize.height || opts.inputSize.width !== fixedSize.width)) {
+      throw new LesionFuseError(`the teacher's input is fixed at ${fixedSize.height}x${fixedSize.width}, but --input-size ${opts.inputSize.height}x${opts.inputSize.width} was given`, { subject: opts.teacher });
+    }
     if (tm.channelOrder !== 'RGB') throw new LesionFuseError('the teacher must take RGB input', { subject: opts.teacher });
-    inputSize = tm.inputSize;
+    inputSize = teacherSize;
     mean = tm.mean;
     std = tm.std;
     teacherSha256 = await sha256File(teacherPath);

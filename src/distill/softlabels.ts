@@ -13,7 +13,9 @@
  */
 import { existsSync, promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { Segmenter } from '../runtime/segmenter.js';
+import { Segmenter, checkSegmentationIO } from '../runtime/segmenter.js';
+import { readModel } from '../onnx/io.js';
+import { readSegmentationMetadata } from '../onnx/metadata.js';
 import { float32ToFloat16 } from '../onnx/tensor.js';
 import { sha256File } from '../util/hash.js';
 import { writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
@@ -98,7 +100,10 @@ export async function computeSoftLabels(samples: readonly SoftLabelSample[], opt
     else missing.push(i);
   }
   if (missing.length > 0) {
-    const seg = await Segmenter.create(opts.teacher, { threads: opts.threads ?? 2 });
+    // A teacher whose graph and metadata leave H x W open runs at the size asked for (distill --input-size).
+    const ir = await readModel(opts.teacher, { loadExternalData: false });
+    const open = !checkSegmentationIO(ir, opts.teacher).inputSize && !readSegmentationMetadata(ir.metadata).inputSize;
+    const seg = await Segmenter.create(opts.teacher, { threads: opts.threads ?? 2, ...(open ? { inputSize: { height, width } } : {}) });
     try {
       const size = seg.inputSize;
       if (!size || size.height !== height || size.width !== width) {

@@ -28,7 +28,7 @@ export interface RewriteFileResult extends Omit<RewriteResult, 'model'> {
 }
 
 /**
- * Read `input`, run the passes, check parity on real images (mode from the passes: max |dp| for float32
+ * Read `input`, run the passes, check parity on real images (raw outputs; mode from the passes: max |dy| for float32
  * passes, mask Dice agreement once to-float16 ran), and write `output` atomically.
  *
  * @example

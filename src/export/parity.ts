@@ -1,8 +1,12 @@
 /**
- * Output parity between a model and its rewrite, measured the way the model will be used: both run in
- * onnxruntime-node on real images (prepared from the model's lesionfuse.* metadata), compared as
- * probabilities (sigmoid of logits) and as thresholded masks. A rewrite that changes what a user would see
- * is refused before it is written (docs/inputs.md, "Results that drift").
+ * Output parity between a model and its rewrite: both graphs run in onnxruntime-node on the same real
+ * images (prepared from the model's lesionfuse.* metadata) and their RAW outputs are compared, every output
+ * by name, whatever the metadata says they mean. The metadata is how the runtime reads an output, not the
+ * output: a rewrite that only changes it (set-metadata) leaves the graphs' outputs identical, and the report
+ * says which keys changed. Thresholded masks (the Dice agreement) use ONE reading, the original model's, for
+ * both sides. Extra inputs (a recurrent state, a sample rate) are fed zeros at their declared shape; a model
+ * without an image input is fed deterministic pseudo-random values. A rewrite that changes what a user would
+ * see is refused before it is written (docs/inputs.md, "Results that drift").
  */
 import { existsSync, promises as fs } from 'node:fs';
 import { extname, join } from 'node:path';
@@ -24,7 +28,11 @@ export interface ParityOptions {
    * `samples/images`, else `test/fixtures/images`.
    */
   images?: DecodedImage[] | string[];
-  /** Largest allowed max |p_before - p_after| over all pixels in 'max-abs' mode. Default 1e-4. */
+  /**
+   * Largest allowed difference of raw outputs in 'max-abs' mode, measured as |y_before - y_after| /
+   * max(1, |y_before|): absolute for values within [-1, 1] (probabilities), relative for larger ones
+   * (logits, features), so float32 rounding of large values is not called drift. Default 1e-4.
+   */
   tolerance?: number;
   /** 'max-abs' (float32 rewrites, the default) or 'dice-agreement' (float16: masks must agree). */
   mode?: ParityMode;
@@ -36,12 +44,20 @@ export interface ParityOptions {
   maxImages?: number;
   /** onnxruntime graph optimisation level for both sessions. Default 'disabled' (the graphs as written are compared). */
   graphOptimizationLevel?: 'disabled' | 'basic' | 'extended' | 'all';
-  /** The output to compare. Default: the first graph output. */
+  /** The output to compare. Default: every graph output (the mask agreement uses the first). */
   output?: string;
+}
+
+/** A metadata key whose value the rewrite changed (undefined: absent on that side). */
+export interface MetadataChange {
+  key: string;
+  before?: string;
+  after?: string;
 }
 
 export interface ParityImageResult {
   image: string;
+  /** Largest raw-output difference (see ParityOptions.tolerance for how it is scaled), over every compared output. */
   maxAbsDiff: number;
   meanAbsDiff: number;
   /** Dice of the two thresholded masks (1 when both are empty). */
@@ -55,8 +71,12 @@ export interface ParityReport {
   minDiceAgreement: number;
   images: number;
   inputSize: { height: number; width: number };
-  /** max |dp| over all images and pixels (NaN or Infinity when one model produced non-finite values the other did not). */
+  /** The largest raw-output difference over all images, outputs and elements (Infinity when one model produced non-finite values the other did not). */
   maxAbsDiff: number;
+  /** The graph outputs compared. */
+  outputs: string[];
+  /** Metadata the rewrite changed: how the runtime reads the model, not what the graph computes. */
+  metadataChanges: MetadataChange[];
   meanAbsDiff: number;
   /** The worst per-image mask Dice agreement. */
   worstDiceAgreement: number;
@@ -98,25 +118,28 @@ async function collectImages(spec: DecodedImage[] | string[] | undefined, max: n
   return out;
 }
 
-function imageInput(m: Model, label: string): ValueInfo {
+interface InputPlan {
+  /** The NCHW float input fed with images, or null when the model has none (fed pseudo-random values). */
+  image: ValueInfo | null;
+  /** Every real input, in graph order. */
+  inputs: ValueInfo[];
+}
+
+function planInputs(m: Model, label: string): InputPlan {
   const real = realInputNames(m.graph);
   const inputs = m.graph.inputs.filter((i) => real.has(i.name));
-  if (inputs.length !== 1) {
-    throw new LesionFuseError(`${label} model has ${inputs.length} inputs (${inputs.map((i) => i.name).join(', ')}); parity needs one NCHW image input`);
-  }
-  const x = inputs[0]!;
-  if (x.shape && x.shape.length !== 4) throw new LesionFuseError(`${label} model input ${x.name} has rank ${x.shape.length}; parity needs NCHW (rank 4)`);
-  if (x.dataType !== DataType.FLOAT && x.dataType !== DataType.FLOAT16) {
-    throw new LesionFuseError(`${label} model input ${x.name} is ${DataType[x.dataType]}; parity feeds float32/float16 images`);
-  }
-  return x;
+  if (!inputs.length) throw new LesionFuseError(`${label} model has no inputs`);
+  const isFloat = (v: ValueInfo) => v.dataType === DataType.FLOAT || v.dataType === DataType.FLOAT16;
+  const image = inputs.find((v) => isFloat(v) && v.shape?.length === 4) ?? null;
+  if (!image && !inputs.some(isFloat)) throw new LesionFuseError(`${label} model has no float input (inputs: ${inputs.map((i) => `${i.name} ${DataType[i.dataType]}`).join(', ')}); parity feeds float32/float16 data`);
+  return { image, inputs };
 }
 
 const fixed = (d: Dim | undefined): number | null => (typeof d === 'number' && d > 0 ? d : null);
 
 function pickSize(before: Model, after: Model, opts: ParityOptions): { height: number; width: number } {
   const sizes = [after, before].map((m) => {
-    const s = imageInput(m, m === after ? 'rewritten' : 'original').shape;
+    const s = planInputs(m, m === after ? 'rewritten' : 'original').image?.shape;
     const h = fixed(s?.[2]);
     const w = fixed(s?.[3]);
     return h && w ? { height: h, width: w } : null;
@@ -134,46 +157,113 @@ function pickSize(before: Model, after: Model, opts: ParityOptions): { height: n
   return opts.inputSize ?? DEFAULT_SIZE;
 }
 
-/** Run a model on N prepared images, respecting a fixed batch size; returns per-image probability maps. */
-async function runProbabilities(m: Model, x: Float32Array, n: number, size: { height: number; width: number }, opts: ParityOptions): Promise<{ probs: Float32Array[]; shape: number[] }> {
-  const input = imageInput(m, 'model');
-  const meta = readSegmentationMetadata(m.metadata);
-  const batch = fixed(input.shape?.[0]);
-  const plane = 3 * size.height * size.width;
+/**
+ * The dims of an input at batch `b`: static dims as declared; a symbolic first dim, or any dim named like
+ * the main input's batch dim (a state [2, N, 16] beside an image [N, 3, H, W]), = b; anything else is refused.
+ */
+function inputDims(v: ValueInfo, b: number, batchName: Dim | undefined): number[] {
+  if (!v.shape) throw new LesionFuseError(`input '${v.name}' has no declared shape; parity cannot make a value for it`);
+  return v.shape.map((d, k) => {
+    const f = fixed(d);
+    if (f !== null) return f;
+    if (k === 0 || (typeof d === 'string' && d !== '' && d === batchName)) return b;
+    throw new LesionFuseError(`input '${v.name}' dimension ${k} (${d === null ? 'unknown' : `'${d}'`}) is not fixed by the model; parity cannot make a value for it (fix it with --passes set-batch / fix-input-size, or compare with --force)`);
+  });
+}
+
+function zerosTensor(v: ValueInfo, dims: number[]): ort.Tensor {
+  const n = dims.reduce((a, c) => a * c, 1);
+  switch (v.dataType) {
+    case DataType.FLOAT: return new ort.Tensor('float32', new Float32Array(n), dims);
+    case DataType.FLOAT16: return new ort.Tensor('float16', new Uint16Array(n) as never, dims);
+    case DataType.DOUBLE: return new ort.Tensor('float64', new Float64Array(n), dims);
+    case DataType.INT64: return new ort.Tensor('int64', new BigInt64Array(n), dims);
+    case DataType.INT32: return new ort.Tensor('int32', new Int32Array(n), dims);
+    case DataType.INT8: return new ort.Tensor('int8', new Int8Array(n), dims);
+    case DataType.UINT8: return new ort.Tensor('uint8', new Uint8Array(n), dims);
+    case DataType.BOOL: return new ort.Tensor('bool', new Uint8Array(n), dims);
+    default: throw new LesionFuseError(`input '${v.name}' is ${DataType[v.dataType]}; parity cannot make a value for it`);
+  }
+}
+
+/** Deterministic pseudo-random values in [-2, 2), for models without an image input. */
+function syntheticValues(count: number, seed: number): Float32Array {
+  const x = new Float32Array(count);
+  let s = (seed * 2654435761) >>> 0 || 1;
+  for (let i = 0; i < x.length; i++) {
+    s = (s * 1103515245 + 12345) >>> 0;
+    x[i] = (s / 4294967296) * 4 - 2;
+  }
+  return x;
+}
+
+type Samples = { kind: 'images'; x: Float32Array; n: number; size: { height: number; width: number } } | { kind: 'synthetic'; n: number };
+
+/** Run a model on N samples, respecting a fixed batch size; returns per-sample raw values of each output. */
+async function runRaw(m: Model, samples: Samples, outNames: string[] | null, opts: ParityOptions): Promise<{ outputs: string[]; values: Map<string, Float32Array[]>; shapes: Map<string, number[]> }> {
+  const plan = planInputs(m, 'model');
+  const main = plan.image ?? plan.inputs.find((v) => v.dataType === DataType.FLOAT || v.dataType === DataType.FLOAT16)!;
+  const batch = fixed(main.shape?.[0]);
+  const n = samples.n;
   const session = await ort.InferenceSession.create(encodeModel(m), { graphOptimizationLevel: opts.graphOptimizationLevel ?? 'disabled', intraOpNumThreads: 2 });
   try {
-    const outName = opts.output ?? session.outputNames[0]!;
-    if (!session.outputNames.includes(outName)) throw new LesionFuseError(`model has no output '${outName}' (outputs: ${session.outputNames.join(', ')})`);
-    const probs: Float32Array[] = [];
-    let shape: number[] = [];
+    const names = outNames ?? (opts.output ? [opts.output] : [...session.outputNames]);
+    for (const o of names) if (!session.outputNames.includes(o)) throw new LesionFuseError(`model has no output '${o}' (outputs: ${session.outputNames.join(', ')})`);
+    const values = new Map<string, Float32Array[]>(names.map((o) => [o, []]));
+    const shapes = new Map<string, number[]>();
     const step = batch ?? n;
     for (let start = 0; start < n; start += step) {
       const b = batch ?? Math.min(step, n - start);
-      const chunk = new Float32Array(b * plane);
-      for (let k = 0; k < b; k++) {
-        const src = Math.min(start + k, n - 1); // a fixed batch larger than what is left repeats the last image
-        chunk.set(x.subarray(src * plane, (src + 1) * plane), k * plane);
+      let chunk: Float32Array;
+      let dims: number[];
+      if (samples.kind === 'images') {
+        const plane = 3 * samples.size.height * samples.size.width;
+        chunk = new Float32Array(b * plane);
+        for (let k = 0; k < b; k++) {
+          const src = Math.min(start + k, n - 1); // a fixed batch larger than what is left repeats the last image
+          chunk.set(samples.x.subarray(src * plane, (src + 1) * plane), k * plane);
+        }
+        dims = [b, 3, samples.size.height, samples.size.width];
+      } else {
+        dims = inputDims(main, b, main.shape?.[0]);
+        const per = dims.slice(1).reduce((a, c) => a * c, 1);
+        chunk = new Float32Array(b * per);
+        for (let k = 0; k < b; k++) chunk.set(syntheticValues(per, Math.min(start + k, n - 1) + 1), k * per);
       }
-      const dims = [b, 3, size.height, size.width];
-      const feed =
-        input.dataType === DataType.FLOAT16
-          ? new ort.Tensor('float16', float32ToFloat16(chunk) as never, dims)
-          : new ort.Tensor('float32', chunk, dims);
-      const r = await session.run({ [input.name]: feed });
-      const out = fromOrtTensor(r[outName]!);
-      const vals = out.dataType === DataType.FLOAT16 ? float16ToFloat32(out.values as Uint16Array) : tensorToFloat32(out);
-      shape = out.dims.slice(1);
-      const per = vals.length / out.dims[0]!;
-      for (let k = 0; k < b && start + k < n; k++) {
-        const p = vals.slice(k * per, (k + 1) * per);
-        if (meta.output === 'logits') for (let i = 0; i < p.length; i++) p[i] = 1 / (1 + Math.exp(-p[i]!));
-        probs.push(p);
+      const feeds: Record<string, ort.Tensor> = {
+        [main.name]: main.dataType === DataType.FLOAT16 ? new ort.Tensor('float16', float32ToFloat16(chunk) as never, dims) : new ort.Tensor('float32', chunk, dims),
+      };
+      for (const v of plan.inputs) if (v !== main) feeds[v.name] = zerosTensor(v, inputDims(v, b, main.shape?.[0]));
+      const r = await session.run(feeds, names);
+      for (const o of names) {
+        const out = fromOrtTensor(r[o]!);
+        const vals = out.dataType === DataType.FLOAT16 ? float16ToFloat32(out.values as Uint16Array) : tensorToFloat32(out);
+        const lead = out.dims.length > 0 && out.dims[0] === b && b > 1 ? b : out.dims.length > 0 && out.dims[0] === b ? 1 : 0;
+        // An output whose first dim is the batch is split per sample; anything else (a state, a scalar) is
+        // the same for the whole chunk and kept once per sample.
+        shapes.set(o, lead ? out.dims.slice(1) : out.dims);
+        const per = lead ? vals.length / b : vals.length;
+        for (let k = 0; k < b && start + k < n; k++) values.get(o)!.push(lead ? vals.slice(k * per, (k + 1) * per) : vals.slice());
       }
     }
-    return { probs, shape };
+    return { outputs: names, values, shapes };
   } finally {
     await session.release();
   }
+}
+
+/** Keys whose values differ between the two models' metadata. */
+function metadataDiff(before: Record<string, string>, after: Record<string, string>): MetadataChange[] {
+  const keys = [...new Set([...Object.keys(before), ...Object.keys(after)])].sort();
+  const out: MetadataChange[] = [];
+  for (const k of keys) {
+    if (before[k] === after[k]) continue;
+    const c: MetadataChange = { key: k };
+    if (k in before) c.before = before[k];
+    if (k in after) c.after = after[k];
+    out.push(c);
+  }
+  return out;
 }
 
 function diceOfMasks(a: Float32Array, b: Float32Array, t: number): number {
@@ -191,7 +281,7 @@ function diceOfMasks(a: Float32Array, b: Float32Array, t: number): number {
 }
 
 /**
- * Run `before` and `after` on the same real images and compare their probability maps.
+ * Run `before` and `after` on the same real images and compare their raw outputs (see the module comment).
  *
  * @example
  *   const report = await checkParity(original, rewritten, { images: ['samples/images'] });
@@ -202,59 +292,89 @@ export async function checkParity(before: Model, after: Model, opts: ParityOptio
   const tolerance = opts.tolerance ?? 1e-4;
   const minDice = opts.minDiceAgreement ?? 0.99;
   if (!(tolerance >= 0)) throw new LesionFuseError(`--tolerance must be a non-negative number, got ${tolerance}`);
-  const images = await collectImages(opts.images, opts.maxImages ?? 8);
+  const metadataChanges = metadataDiff(before.metadata, after.metadata);
+  const withImages = planInputs(before, 'original').image !== null;
   const size = pickSize(before, after, opts);
-  const meta = readSegmentationMetadata({ ...before.metadata, ...after.metadata });
-  const x = toModelInput(images, { mean: meta.mean, std: meta.std, channelOrder: meta.channelOrder, ...size });
-  let a: Awaited<ReturnType<typeof runProbabilities>>;
-  let b: Awaited<ReturnType<typeof runProbabilities>>;
+  // The ORIGINAL model's reading of its input and output, applied to both sides: the same pixels go in,
+  // and one threshold (in raw-output units) makes both masks.
+  const meta = readSegmentationMetadata(before.metadata);
+  const rawThreshold = meta.output === 'logits' ? Math.log(meta.threshold / (1 - meta.threshold)) : meta.threshold;
+  let samples: Samples;
+  let labels: string[];
+  if (withImages) {
+    const images = await collectImages(opts.images, opts.maxImages ?? 8);
+    samples = { kind: 'images', x: toModelInput(images, { mean: meta.mean, std: meta.std, channelOrder: meta.channelOrder, ...size }), n: images.length, size };
+    labels = images.map((im, k) => im.path ?? `image ${k}`);
+  } else {
+    const n = Math.min(opts.maxImages ?? 8, 4);
+    samples = { kind: 'synthetic', n };
+    labels = Array.from({ length: n }, (_, k) => `pseudo-random input ${k + 1}`);
+  }
+  const what = withImages ? `${samples.n} image(s) at ${size.height}x${size.width}` : `${samples.n} pseudo-random input(s) (the model has no image input)`;
+  let a: Awaited<ReturnType<typeof runRaw>>;
+  let b: Awaited<ReturnType<typeof runRaw>>;
   try {
-    a = await runProbabilities(before, x, images.length, size, opts);
+    a = await runRaw(before, samples, null, opts);
   } catch (err) {
     if (err instanceof LesionFuseError) throw err;
     throw new LesionFuseError(`the original model does not run in onnxruntime: ${describeError(err)}`);
   }
+  const fail = (message: string) => failed(mode, tolerance, minDice, samples.n, size, a.outputs, metadataChanges, message);
   try {
-    b = await runProbabilities(after, x, images.length, size, opts);
+    b = await runRaw(after, samples, a.outputs, opts);
   } catch (err) {
-    const report = failed(mode, tolerance, minDice, images.length, size, `the rewritten model does not run in onnxruntime: ${describeError(err)}`);
-    return report;
+    return fail(`the rewritten model does not run in onnxruntime: ${describeError(err)}`);
   }
-  if (a.shape.join('x') !== b.shape.join('x')) {
-    return failed(mode, tolerance, minDice, images.length, size, `output shape changed: [${a.shape.join(',')}] -> [${b.shape.join(',')}] per image`);
+  for (const o of a.outputs) {
+    if (a.shapes.get(o)!.join('x') !== b.shapes.get(o)!.join('x')) {
+      return fail(`output '${o}' shape changed: [${a.shapes.get(o)!.join(',')}] -> [${b.shapes.get(o)!.join(',')}] per sample`);
+    }
   }
   const perImage: ParityImageResult[] = [];
   let maxAbs = 0;
   let sumAbs = 0;
   let count = 0;
-  for (let k = 0; k < images.length; k++) {
-    const p = a.probs[k]!;
-    const q = b.probs[k]!;
+  for (let k = 0; k < samples.n; k++) {
     let m = 0;
     let s = 0;
-    for (let i = 0; i < p.length; i++) {
-      const pi = p[i]!;
-      const qi = q[i]!;
-      let d = Math.abs(pi - qi);
-      if (Number.isNaN(d)) d = Number.isNaN(pi) && Number.isNaN(qi) ? 0 : Infinity;
-      if (d > m) m = d;
-      s += d;
+    let len = 0;
+    for (const o of a.outputs) {
+      const p = a.values.get(o)![k]!;
+      const q = b.values.get(o)![k]!;
+      for (let i = 0; i < p.length; i++) {
+        const pi = p[i]!;
+        const qi = q[i]!;
+        let d = pi === qi ? 0 : Math.abs(pi - qi) / Math.max(1, Math.abs(pi));
+        if (Number.isNaN(d)) d = Number.isNaN(pi) && Number.isNaN(qi) ? 0 : Infinity;
+        if (d > m) m = d;
+        s += d;
+      }
+      len += p.length;
     }
     maxAbs = Math.max(maxAbs, m);
     sumAbs += s;
-    count += p.length;
-    perImage.push({ image: images[k]!.path ?? `image ${k}`, maxAbsDiff: m, meanAbsDiff: s / p.length, diceAgreement: diceOfMasks(p, q, meta.threshold) });
+    count += len;
+    const first = a.outputs[0]!;
+    perImage.push({ image: labels[k]!, maxAbsDiff: m, meanAbsDiff: s / Math.max(len, 1), diceAgreement: diceOfMasks(a.values.get(first)![k]!, b.values.get(first)![k]!, rawThreshold) });
   }
   const worst = Math.min(...perImage.map((r) => r.diceAgreement));
   const mean = sumAbs / Math.max(count, 1);
   const passed = mode === 'max-abs' ? maxAbs <= tolerance : worst >= minDice && Number.isFinite(maxAbs);
-  const message =
+  const outs = a.outputs.length === 1 ? `output '${a.outputs[0]}'` : `${a.outputs.length} outputs`;
+  let message =
     mode === 'max-abs'
-      ? `max |dp| = ${maxAbs.toExponential(3)} on ${images.length} image(s) at ${size.height}x${size.width} (tolerance ${tolerance}); worst mask Dice agreement ${worst.toFixed(5)}`
-      : `worst mask Dice agreement = ${worst.toFixed(5)} on ${images.length} image(s) at ${size.height}x${size.width} (minimum ${minDice}); max |dp| = ${maxAbs.toExponential(3)}`;
-  return { passed, mode, tolerance, minDiceAgreement: minDice, images: images.length, inputSize: size, maxAbsDiff: maxAbs, meanAbsDiff: mean, worstDiceAgreement: worst, perImage, message };
+      ? `raw ${outs}: max |dy| = ${maxAbs.toExponential(3)} on ${what} (tolerance ${tolerance}, relative above 1); worst mask Dice agreement ${worst.toFixed(5)}`
+      : `worst mask Dice agreement = ${worst.toFixed(5)} on ${what} (minimum ${minDice}); raw ${outs}: max |dy| = ${maxAbs.toExponential(3)}`;
+  if (metadataChanges.length) message += `; ${describeMetadataChanges(metadataChanges, maxAbs === 0)}`;
+  return { passed, mode, tolerance, minDiceAgreement: minDice, images: samples.n, inputSize: size, maxAbsDiff: maxAbs, meanAbsDiff: mean, outputs: a.outputs, metadataChanges, worstDiceAgreement: worst, perImage, message };
 }
 
-function failed(mode: ParityMode, tolerance: number, minDice: number, n: number, size: { height: number; width: number }, message: string): ParityReport {
-  return { passed: false, mode, tolerance, minDiceAgreement: minDice, images: n, inputSize: size, maxAbsDiff: Infinity, meanAbsDiff: Infinity, worstDiceAgreement: 0, perImage: [], message };
+/** One clause saying what a metadata change is: how the output is read, not a change of the output. */
+export function describeMetadataChanges(changes: MetadataChange[], outputsIdentical: boolean): string {
+  const list = changes.map((c) => `${c.key} ${c.before ?? '(unset)'} -> ${c.after ?? '(unset)'}`).join(', ');
+  return `metadata changed (${list}): this changes how LesionFuse reads the model${outputsIdentical ? ', not its outputs, which are identical' : ''}`;
+}
+
+function failed(mode: ParityMode, tolerance: number, minDice: number, n: number, size: { height: number; width: number }, outputs: string[], metadataChanges: MetadataChange[], message: string): ParityReport {
+  return { passed: false, mode, tolerance, minDiceAgreement: minDice, images: n, inputSize: size, maxAbsDiff: Infinity, meanAbsDiff: Infinity, outputs, metadataChanges, worstDiceAgreement: 0, perImage: [], message };
 }

@@ -75,8 +75,10 @@ function fixInputSize(model: Model, ctx: PassContext): { model: Model; changes: 
   const size = ctx.options.inputSize;
   if (!size) throw new LesionFuseError('fix-input-size needs an input size (--input-size HxW, e.g. 192x256)');
   const { height, width } = size;
-  if (!(Number.isInteger(height) && Number.isInteger(width) && height > 0 && width > 0 && height % 32 === 0 && width % 32 === 0)) {
-    throw new LesionFuseError(`--input-size must be HxW with H and W positive multiples of 32, got ${height}x${width}`);
+  // Any positive size: whether the graph computes at it (strides, fixed reshapes) is the parity check's
+  // question, which runs the original model at this size before anything is written.
+  if (!(Number.isInteger(height) && Number.isInteger(width) && height > 0 && width > 0)) {
+    throw new LesionFuseError(`--input-size must be HxW with H and W positive integers, got ${height}x${width}`);
   }
   const g = model.graph;
   const real = realInputNames(g);
@@ -113,6 +115,9 @@ function fixInputSize(model: Model, ctx: PassContext): { model: Model; changes: 
   }
   const cleared = clearIntermediateShapes(g);
   model.metadata[METADATA_KEYS.inputSize] = `${height}x${width}`;
+  if (height % 32 !== 0 || width % 32 !== 0) {
+    changes.push(record(PASS, 'skipped', `${height}x${width} is not a multiple of 32: a model that downsamples 5 times may not run at it or may crop; the parity check runs it at this size`));
+  }
   changes.push(
     record(PASS, 'changed', `input ${x.name}: ${before} -> ${fmt(x.shape)}; cleared ${cleared} stale intermediate shape(s) so runtimes re-infer them; fixed the H/W names on ${outputsFixed} output(s); metadata ${METADATA_KEYS.inputSize}=${height}x${width}`, [x.name], 1),
   );

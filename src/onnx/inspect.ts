@@ -3,7 +3,7 @@
  * quantized, multiply-adds per image at the model's input size. Used by
  * `lesionfuse inspect`, the benchmark reports and edge-bundle manifests.
  */
-import { DataType, defaultOpset, type Dim, type Graph, type Model, type OpsetImport } from './ir.js';
+import { DataType, defaultOpset, type Dim, type Graph, type Model, type Node, type OpsetImport, type TensorData } from './ir.js';
 import { consumerMap, initializerMap } from './graph.js';
 import { inferGraphShapes } from './shape.js';
 import { dataTypeName, numel, byteLengthOf } from './tensor.js';
@@ -43,10 +43,19 @@ export interface ModelSummary {
   nodeCount: number;
   /** op type (with domain prefix when not ai.onnx) -> count, most frequent first. */
   opHistogram: Record<string, number>;
-  /** Learned parameters: elements of weight initializers, each counted once (quantization scales, zero points and shape constants excluded). */
+  /**
+   * Learned parameters: elements of weight tensors, each counted once (quantization scales, zero points and
+   * shape constants excluded). Weights are found wherever a graph keeps them: initializers, `Constant` nodes,
+   * and both inside the subgraphs of If / Loop / Scan nodes.
+   */
   parameters: number;
-  /** Bytes of all initializer data. */
+  /** Of `parameters`, those held in `Constant` nodes (any graph). */
+  parametersInConstantNodes: number;
+  /** Of `parameters`, those held inside If / Loop / Scan subgraphs (initializers or Constant nodes there). */
+  parametersInSubgraphs: number;
+  /** Bytes of all initializer data (subgraph initializers included). */
   initializerBytes: number;
+  /** Initializers, subgraph initializers included. */
   initializerCount: number;
   /** Initializers by data type name -> element count. */
   parametersByType: Record<string, number>;
@@ -65,6 +74,8 @@ export interface ModelSummary {
 export interface InspectOptions {
   /** The model file's size, when it came from a file. */
   fileSizeBytes?: number;
+  /** H x W for the multiply-adds where the model's input height/width are symbolic (overrides the metadata's). */
+  inputSize?: { height: number; width: number };
 }
 
 const QPARAM_POSITIONS: Record<string, number[]> = {
@@ -85,12 +96,14 @@ function opKey(n: { opType: string; domain: string }): string {
 }
 
 /** Inputs with batch 1 and, where H/W are symbolic, the metadata's input size. */
-function concreteInputs(model: Model): Graph['inputs'] {
-  let size: { height: number; width: number } | null = null;
-  try {
-    size = readSegmentationMetadata(model.metadata).inputSize;
-  } catch {
-    size = null;
+function concreteInputs(model: Model, given?: { height: number; width: number }): Graph['inputs'] {
+  let size: { height: number; width: number } | null = given ?? null;
+  if (!size) {
+    try {
+      size = readSegmentationMetadata(model.metadata).inputSize;
+    } catch {
+      size = null;
+    }
   }
   const inits = new Set(model.graph.initializers.map((t) => t.name));
   return model.graph.inputs
@@ -108,6 +121,54 @@ function concreteInputs(model: Model): Graph['inputs'] {
     });
 }
 
+interface ConstantTensor {
+  name: string;
+  tensor: TensorData;
+  kind: 'initializer' | 'constant-node';
+  /** 0 for the main graph, 1+ inside subgraphs. */
+  depth: number;
+}
+
+/** The tensor a default-domain Constant node holds in `value` / `value_floats` (scalars and ints are never weights). */
+function constantNodeValue(n: Node): TensorData | null {
+  if (n.opType !== 'Constant' || !(n.domain === '' || n.domain === 'ai.onnx')) return null;
+  const a = n.attributes['value'];
+  if (a?.type === 'tensor') return a.value;
+  const f = n.attributes['value_floats'];
+  if (f && (f.type === 'floats' || f.type === 'ints')) return { dataType: DataType.FLOAT, dims: [f.value.length], values: Float32Array.from(f.value) };
+  return null;
+}
+
+/** Every initializer and Constant-node tensor of `g` and of its subgraphs, recursively. */
+function constantTensors(g: Graph, depth = 0, out: ConstantTensor[] = []): ConstantTensor[] {
+  for (const t of g.initializers) out.push({ name: t.name, tensor: t, kind: 'initializer', depth });
+  for (const n of g.nodes) {
+    const v = constantNodeValue(n);
+    if (v && n.outputs[0]) out.push({ name: n.outputs[0], tensor: v, kind: 'constant-node', depth });
+    for (const a of Object.values(n.attributes)) if (a.type === 'graph') constantTensors(a.value, depth + 1, out);
+  }
+  return out;
+}
+
+/** value name -> the nodes reading it, in the graph and all its subgraphs (they may read outer-scope names). */
+function deepConsumerMap(g: Graph, into: Map<string, Node[]> = new Map()): Map<string, Node[]> {
+  for (const [k, v] of consumerMap(g)) into.set(k, [...(into.get(k) ?? []), ...v]);
+  for (const n of g.nodes) for (const a of Object.values(n.attributes)) if (a.type === 'graph') deepConsumerMap(a.value, into);
+  return into;
+}
+
+/**
+ * A learned weight, judged by its type and uses, the same way wherever it is kept (so that folding a
+ * Constant node into an initializer does not change the count): float tensors that are not quantization
+ * scales, integer tensors that are dequantized or read by integer ops.
+ */
+function isWeightTensor(t: TensorData, uses: { op: string; pos: number }[]): boolean {
+  const isQParam = uses.length > 0 && uses.every((u) => QPARAM_POSITIONS[u.op]?.includes(u.pos));
+  if (isQParam) return false;
+  const feedsDq = uses.some((u) => u.op === 'DequantizeLinear' && u.pos === 0);
+  return FLOATISH.has(t.dataType) || feedsDq || (INT8ISH.has(t.dataType) && uses.some((u) => INTEGER_OPS.has(u.op))) || (t.dataType === DataType.INT32 && uses.some((u) => u.op === 'QLinearConv' && u.pos === 8));
+}
+
 /** Summarise a model (no file access; pass the file size if you have it). */
 export function inspectModel(model: Model, opts: InspectOptions = {}): ModelSummary {
   const g = model.graph;
@@ -119,24 +180,33 @@ export function inspectModel(model: Model, opts: InspectOptions = {}): ModelSumm
   for (const n of g.nodes) opHistogram[opKey(n)] = (opHistogram[opKey(n)] ?? 0) + 1;
   const sortedHist = Object.fromEntries(Object.entries(opHistogram).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])));
 
-  // Parameters: each initializer once, by how it is used.
+  // Parameters: each constant tensor once (initializers and Constant nodes, in the main graph and in every
+  // If/Loop/Scan subgraph), classified by how it is used anywhere in the model.
+  const tensors = constantTensors(g);
+  const allConsumers = deepConsumerMap(g);
   let parameters = 0;
+  let parametersInConstantNodes = 0;
+  let parametersInSubgraphs = 0;
   let initializerBytes = 0;
+  let initializerCount = 0;
   const parametersByType: Record<string, number> = {};
-  for (const t of g.initializers) {
-    const n = numel(t.dims);
-    initializerBytes += byteLengthOf(t.dataType, n);
+  for (const t of tensors) {
+    const n = numel(t.tensor.dims);
+    if (t.kind === 'initializer') {
+      initializerBytes += byteLengthOf(t.tensor.dataType, n);
+      initializerCount++;
+    }
     const uses: { op: string; pos: number }[] = [];
-    for (const c of consumers.get(t.name) ?? []) c.inputs.forEach((inp, pos) => inp === t.name && uses.push({ op: c.opType, pos }));
-    const isQParam = uses.length > 0 && uses.every((u) => QPARAM_POSITIONS[u.op]?.includes(u.pos));
-    const feedsDq = uses.some((u) => u.op === 'DequantizeLinear' && u.pos === 0);
-    const isWeight = !isQParam && (FLOATISH.has(t.dataType) || feedsDq || (INT8ISH.has(t.dataType) && uses.some((u) => INTEGER_OPS.has(u.op))) || (t.dataType === DataType.INT32 && uses.some((u) => u.op === 'QLinearConv' && u.pos === 8)));
-    if (isWeight) {
+    for (const c of allConsumers.get(t.name) ?? []) c.inputs.forEach((inp, pos) => inp === t.name && uses.push({ op: c.opType, pos }));
+    if (isWeightTensor(t.tensor, uses)) {
       parameters += n;
-      const k = dataTypeName(t.dataType);
+      if (t.kind === 'constant-node') parametersInConstantNodes += n;
+      if (t.depth > 0) parametersInSubgraphs += n;
+      const k = dataTypeName(t.tensor.dataType);
       parametersByType[k] = (parametersByType[k] ?? 0) + n;
     }
   }
+  const constByName = new Map<string, TensorData>(tensors.filter((t) => t.depth === 0).map((t) => [t.name, t.tensor]));
 
   // Quantization.
   const q: QuantizationSummary = { qdqPairs: 0, quantizeLinear: 0, dequantizeLinear: 0, int8Weights: 0, int8WeightParams: 0, int32Biases: 0, integerOps: 0, quantized: false };
@@ -146,7 +216,7 @@ export function inspectModel(model: Model, opts: InspectOptions = {}): ModelSumm
       if ((consumers.get(n.outputs[0] ?? '') ?? []).some((c) => c.opType === 'DequantizeLinear')) q.qdqPairs++;
     } else if (n.opType === 'DequantizeLinear') {
       q.dequantizeLinear++;
-      const w = inits.get(n.inputs[0] ?? '');
+      const w = inits.get(n.inputs[0] ?? '') ?? constByName.get(n.inputs[0] ?? '');
       if (w && INT8ISH.has(w.dataType)) {
         q.int8Weights++;
         q.int8WeightParams += numel(w.dims);
@@ -156,7 +226,7 @@ export function inspectModel(model: Model, opts: InspectOptions = {}): ModelSumm
   q.quantized = q.quantizeLinear + q.dequantizeLinear + q.integerOps > 0;
 
   // Multiply-adds at batch 1 and the model's input size.
-  const inputs = concreteInputs(model);
+  const inputs = concreteInputs(model, opts.inputSize);
   const shapes = inferGraphShapes({ ...g, inputs: [...inputs, ...g.inputs.filter((v) => initNames.has(v.name))] }, defaultOpset(model) ?? 17);
   const macsByOp: Record<string, number> = {};
   const unknown: string[] = [];
@@ -213,8 +283,10 @@ export function inspectModel(model: Model, opts: InspectOptions = {}): ModelSumm
     nodeCount: g.nodes.length,
     opHistogram: sortedHist,
     parameters,
+    parametersInConstantNodes,
+    parametersInSubgraphs,
     initializerBytes,
-    initializerCount: g.initializers.length,
+    initializerCount,
     parametersByType,
     quantization: q,
     macsPerImage: unknown.length > 0 ? null : total,
@@ -254,6 +326,8 @@ export function formatModelSummary(s: ModelSummary, title?: string): string {
   kv('opsets', s.opsets.map((o) => `${o.domain || 'ai.onnx'} ${o.version}`).join(', '));
   if (s.fileSizeBytes !== undefined) kv('file size', fmtBytes(s.fileSizeBytes));
   kv('parameters', `${fmtCount(s.parameters)} (${s.parameters})` + (Object.keys(s.parametersByType).length ? `  ${Object.entries(s.parametersByType).map(([t, n]) => `${t} ${fmtCount(n)}`).join(', ')}` : ''));
+  const where = [s.parametersInConstantNodes ? `${fmtCount(s.parametersInConstantNodes)} in Constant nodes` : '', s.parametersInSubgraphs ? `${fmtCount(s.parametersInSubgraphs)} inside If/Loop/Scan subgraphs` : ''].filter(Boolean);
+  if (where.length) kv('', `of which ${where.join(', ')}`);
   kv('initializers', `${s.initializerCount} (${fmtBytes(s.initializerBytes)})`);
   kv('multiply-adds', s.macsPerImage === null ? `unknown (shapes not computable at: ${s.macsUnknownNodes.slice(0, 3).join(', ')})` : `${fmtCount(s.macsPerImage)} per image at ${Object.values(s.macsInputShape).map(fmtShape).join(', ')}`);
   const q = s.quantization;

@@ -34,6 +34,7 @@ import { claimOutputFolder } from '../util/outdir.js';
 import { resolveModelPath } from '../models.js';
 import { VERSION } from '../version.js';
 import { findModelCard, renderModelCard } from './card.js';
+import { checkSegmentationIO } from '../runtime/segmenter.js';
 import { createTarGz, readTarGz } from './tar.js';
 import { loadPrivateKey, loadPublicKey, signManifest, SIGNATURE_FILE } from './signing.js';
 import { segmentSample, type SampleOutput } from './sample.js';
@@ -348,6 +349,8 @@ export async function packageBundle(opts: PackageOptions): Promise<PackageResult
   const outputs = tensorSpecs(model, 'outputs');
   if (inputs.length !== 1) throw new LesionFuseError(`a bundle needs a model with one image input; found ${inputs.length}: ${inputs.map((i) => i.name).join(', ')}`, { subject: modelPath });
   if (outputs.length !== 1) throw new LesionFuseError(`a bundle needs a model with one segmentation output; found ${outputs.length}: ${outputs.map((o) => o.name).join(', ')}`, { subject: modelPath });
+  // A model that is not a segmenter is refused here, naming the user's file (not the bundle's temporary copy).
+  checkSegmentationIO(model, modelPath);
   const size = inputSizeOf(meta, inputs, modelPath);
   const samplePath = resolve(opts.sample ?? defaultSampleImage());
   const dest = resolve(opts.out);

@@ -67,14 +67,25 @@ export function renderModelCard(c: ModelCardInput): string {
   L.push(`Edge bundle made by LesionFuse ${c.sdkVersion} on ${c.createdAt}. File \`${c.modelFile}\`, ${(c.sizeBytes / 2 ** 20).toFixed(2)} MB, SHA-256 \`${c.sha256}\`${c.precision ? `, precision **${c.precision}**` : ''}.`, '');
   // A card that names this file's SHA-256 is its own; any other card describes the model this one was made from.
   const ownCard = source !== null && source.includes(c.sha256);
+  // State only what is known: a model whose card, metadata or history names the lesion data is described
+  // as a lesion segmenter; any other (a model made elsewhere) by its interface alone.
+  const allText = [source ?? '', ...Object.values(c.metadata), ...c.provenance].join('\n');
+  const lesionModel = mentionsLesionFuseData(allText);
   L.push('## What it does', '');
-  L.push(`Segments the skin lesion in a dermoscopic RGB image: input resized to ${c.inputSize.height} x ${c.inputSize.width}, output a ${c.output === 'logits' ? 'logit' : 'probability'} map;` +
-    ` lesion where the probability exceeds ${c.threshold}, resized back to the original image size. Tuned for the \`${c.profile}\` profile.`, '');
+  const io = `input resized to ${c.inputSize.height} x ${c.inputSize.width}, output read as a ${c.output === 'logits' ? 'logit' : 'probability'} map;` +
+    ` foreground where the probability exceeds ${c.threshold}, resized back to the original image size. Tuned for the \`${c.profile}\` profile.`;
+  if (lesionModel) L.push(`Segments the skin lesion in a dermoscopic RGB image: ${io}`, '');
+  else if (source) L.push(`See the source model's card below for what it was made for. As packaged: ${io}`, '');
+  else L.push(`What this model was trained to find is not recorded (no card came with it and its metadata does not say). As packaged: ${io}`, '');
   L.push('## Limits', '');
-  L.push('- **Not a diagnostic device.** It outlines a lesion; it does not say whether the lesion is benign or malignant, and it is not');
+  L.push('- **Not a diagnostic device.** It outlines a region; it does not say whether a lesion is benign or malignant, and it is not');
   L.push('  cleared or approved for clinical use. A clinician must review every output.');
-  L.push('- Trained on dermoscopic images of a few public collections (mostly light skin, mostly ISIC archive cameras). Expect lower');
-  L.push('  accuracy on clinical (non-dermoscopic) photos, darker skin, hair-covered or ink-marked lesions, and images unlike the training data.');
+  if (lesionModel) {
+    L.push('- Trained on dermoscopic images of a few public collections (mostly light skin, mostly ISIC archive cameras). Expect lower');
+    L.push('  accuracy on clinical (non-dermoscopic) photos, darker skin, hair-covered or ink-marked lesions, and images unlike the training data.');
+  } else {
+    L.push('- Its training data is not recorded here, so nothing is known of the images it works on: measure it on your own images first.');
+  }
   L.push('- Compressed variants (INT8, smaller students) trade accuracy for speed: the measured numbers below are the ones to trust,');
   L.push('  on the data they name; re-measure on your own images before deploying.', '');
   L.push('## How it was made', '');
@@ -98,9 +109,8 @@ export function renderModelCard(c: ModelCardInput): string {
   }
   L.push('');
   L.push('## Data and its terms', '');
-  const allText = [source ?? '', ...Object.values(c.metadata), ...c.provenance].join('\n');
   if (source) L.push(`See the ${ownCard ? 'model\'s own' : 'parent model\'s'} card below for its training data and terms.`, '');
-  if (mentionsLesionFuseData(allText)) L.push(LESIONFUSE_DATA_TERMS, '');
+  if (lesionModel) L.push(LESIONFUSE_DATA_TERMS, '');
   else if (!source) L.push('The training data of this model is not recorded in its metadata and no card came with it: find out its terms before deploying.', '');
   if (source) {
     L.push(ownCard

@@ -13,7 +13,7 @@ import * as ort from '../util/ort.js';
 import { readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { arch, cpus } from 'node:os';
-import type { Model } from '../onnx/ir.js';
+import type { Graph, Model } from '../onnx/ir.js';
 import { cloneModel } from '../onnx/graph.js';
 import { encodeModel, readModel, writeModel } from '../onnx/io.js';
 import { readSegmentationMetadata, type SegmentationMetadata } from '../onnx/metadata.js';
@@ -47,6 +47,11 @@ export interface QuantizeOptions {
   val?: string;
   /** Val images at most (default 32), spread over the split. */
   valLimit?: number;
+  /**
+   * Which split of `val` measures Dice (default 'val'). 'all' takes every image of a folder without
+   * splits (an images/masks folder of your own); keep it apart from the calibration images.
+   */
+  valSplit?: 'train' | 'val' | 'test' | 'all';
   /** Largest Dice drop (float minus INT8, on val) accepted (default 0.01). */
   gate?: number;
   /** 'auto' (default): per-layer sensitivity only when the gate fails; 'always'; 'off'. */
@@ -216,6 +221,16 @@ export async function* imageBatches(paths: readonly string[], io: ModelIO, batch
   }
 }
 
+/** Conv / ConvTranspose / Gemm / MatMul nodes inside the subgraphs (If/Loop/Scan bodies) of `g`, recursively. */
+function nestedWeightOps(g: Graph, depth = 0): number {
+  let n = 0;
+  for (const node of g.nodes) {
+    if (depth > 0 && ['Conv', 'ConvTranspose', 'Gemm', 'MatMul'].includes(node.opType)) n++;
+    for (const a of Object.values(node.attributes)) if (a.type === 'graph') n += nestedWeightOps(a.value, depth + 1);
+  }
+  return n;
+}
+
 /** Images and masks at the model's resolution, decoded once and reused for every evaluation. */
 export interface MaskedImageSet {
   source: string;
@@ -223,20 +238,23 @@ export interface MaskedImageSet {
   images: number;
 }
 
-async function loadValSet(source: string, io: ModelIO, limit: number, batch: number): Promise<MaskedImageSet | null> {
-  return loadMaskedImages(source, 'val', io, limit, batch);
+async function loadValSet(source: string, io: ModelIO, limit: number, batch: number, split: 'train' | 'val' | 'test' | 'all'): Promise<MaskedImageSet | null> {
+  return loadMaskedImages(source, split, io, limit, batch);
 }
 
 /**
  * Up to `limit` images of a dataset split (spread over it) with their masks resized (nearest) to the
  * model's input size; null (with a warning) when the split is missing or empty.
  */
-export async function loadMaskedImages(source: string, split: 'train' | 'val' | 'test', io: ModelIO, limit: number, batch: number): Promise<MaskedImageSet | null> {
+export async function loadMaskedImages(source: string, split: 'train' | 'val' | 'test' | 'all', io: ModelIO, limit: number, batch: number): Promise<MaskedImageSet | null> {
   let items;
   try {
     items = (await openDataset(source, { split })).items;
   } catch (err) {
-    log.warn(`no ${split} split to measure Dice on (${describeError(err)})`);
+    const msg = describeError(err);
+    if (/has no train\/val\/test split/.test(msg)) {
+      log.warn(`${source} has no ${split} split to measure Dice on (no MANIFEST.csv or splits/*.txt); --val-split all measures it on all of its images (use a folder other than the calibration images)`);
+    } else log.warn(`no ${split} split to measure Dice on (${msg})`);
     return null;
   }
   if (items.length === 0) {
@@ -333,7 +351,13 @@ export async function quantize(input: Model, opts: QuantizeOptions): Promise<Qua
     dynamicMatMuls: opts.dynamicMatMuls ?? false,
   };
   const plan = planQuantization(model, qdq);
-  if (plan.quantized.length === 0) throw new LesionFuseError('nothing to quantize: the model has no Conv, ConvTranspose, Gemm or MatMul that can take INT8');
+  if (plan.quantized.length === 0) {
+    const nested = nestedWeightOps(model.graph);
+    if (nested > 0) {
+      throw new LesionFuseError(`nothing to quantize in the main graph: its ${nested} Conv/ConvTranspose/Gemm/MatMul node(s) are inside If/Loop/Scan branches, which quantize leaves in float`);
+    }
+    throw new LesionFuseError('nothing to quantize: the model has no Conv, ConvTranspose, Gemm or MatMul that can take INT8');
+  }
 
   // calibration
   const method = opts.calibrator ?? 'minmax';
@@ -368,7 +392,8 @@ export async function quantize(input: Model, opts: QuantizeOptions): Promise<Qua
   let current = build(model, plan, cal.ranges, qdq, qdq.dynamicMatMuls ?? false);
   let currentPlan = plan;
   const valSource = opts.val ?? opts.calib;
-  const val = await loadValSet(valSource, io, opts.valLimit ?? 32, batch);
+  const valSplit = opts.valSplit ?? 'val';
+  const val = await loadValSet(valSource, io, opts.valLimit ?? 32, batch, valSplit);
   let diceFloat = NaN;
   let diceQ = NaN;
   let sensitivity: LayerSensitivity[] | null = null;
@@ -414,7 +439,7 @@ export async function quantize(input: Model, opts: QuantizeOptions): Promise<Qua
     floatNodes: floatNodes.map((f) => (dynSet.has(f.key) ? { ...f, reason: 'dynamic INT8 (DynamicQuantizeLinear + MatMulInteger)' } : f)),
     dynamicMatMuls: current.dynamic,
     calibration: { method, source: opts.calib, images: cal.images, batches: cal.batches, seconds: cal.seconds, tensors: plan.calibrate.length },
-    dice: val ? { float: diceFloat, quantized: diceQ, drop, images: val.images, source: `${valSource} (val split)`, resolution: `${io.height}x${io.width} (model input)` } : null,
+    dice: val ? { float: diceFloat, quantized: diceQ, drop, images: val.images, source: `${valSource} (${valSplit === 'all' ? 'all images' : `${valSplit} split`})`, resolution: `${io.height}x${io.width} (model input)` } : null,
     gate: { maxDrop: gate, passed, verdict },
     sensitivity,
     autoExcluded,

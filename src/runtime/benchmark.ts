@@ -24,8 +24,11 @@ import { readSegmentationMetadata } from '../onnx/metadata.js';
 import { resolveModelPath } from '../models.js';
 import { percentile } from './metrics.js';
 import { loadProfile, profileAvailability, threadsFor, type Profile } from './profiles.js';
-import { RuntimeSession } from './session.js';
-import { checkSegmentationIO } from './segmenter.js';
+import { RuntimeSession, type OrtTensor } from './session.js';
+import { float32ToFloat16 } from '../onnx/tensor.js';
+import type { Dim } from '../onnx/ir.js';
+import type * as ort from 'onnxruntime-node';
+
 
 export interface BenchmarkOptions {
   /** Model paths or bundled aliases. */
@@ -42,6 +45,12 @@ export interface BenchmarkOptions {
   throughputRuns?: number;
   /** Input size for models with dynamic H/W (default: metadata, then the profile's). */
   inputSize?: { height: number; width: number };
+  /**
+   * Shapes and fill values for named inputs (`--input NAME=SHAPE[:fill]`), e.g. a recurrent `state` or a
+   * dimension the graph leaves symbolic. Inputs not named here are fed at their declared shape (batch 1):
+   * the image-like first input with pseudo-random values, every other input with zeros.
+   */
+  inputs?: Record<string, InputOverride>;
   /** Folder for bench.json and bench.md. */
   out?: string;
   /** Measure in a child process per model x profile (default true; false runs in this process, no memory figures). */
@@ -65,8 +74,29 @@ export interface ModelInfo {
   fileSizeBytes: number;
   parameters: number | null;
   macsPerImage: number | null;
+  /** H x W of the image input: the graph's static dims, else the metadata's (null when neither says). */
   inputSize: { height: number; width: number } | null;
   modelName: string | null;
+  /** Every input the model takes (initializers excluded), as the graph declares it. */
+  inputs: { name: string; type: string; shape: Dim[] | null }[];
+}
+
+/** A user's shape and/or fill value for one input (`--input NAME=SHAPE[:fill]`). */
+export interface InputOverride {
+  shape?: number[];
+  fill?: number;
+}
+
+/** One input as benchmarked: its type, batch-1 shape and values. */
+export interface FeedSpec {
+  name: string;
+  /** onnxruntime's type name, e.g. 'float32', 'int64', 'bool'. */
+  type: string;
+  dims: number[];
+  /** 'synthetic': deterministic pseudo-random values in [-2, 2); a number: every element that value. */
+  fill: 'synthetic' | number;
+  /** The axes that are the (symbolic) batch, which the throughput run scales: 0, or an axis named like the first input's batch dim. */
+  batchAxes: number[];
 }
 
 /** What the child process measures. */
@@ -86,7 +116,7 @@ export interface Measurement {
 }
 
 export type BenchResult =
-  | ({ model: ModelInfo; profile: Profile; skipped: false } & Measurement)
+  | ({ model: ModelInfo; profile: Profile; skipped: false; feeds: FeedSpec[] } & Measurement)
   | { model: ModelInfo; profile: Profile; skipped: true; reason: string };
 
 export interface BenchReport {
@@ -122,25 +152,99 @@ export function machineInfo(): MachineInfo {
   };
 }
 
-/** File size, parameters, multiply-adds and input size of a model. */
+/** File size, parameters, multiply-adds, declared inputs and image size of a model (any model: nothing is required of its outputs). */
 export async function modelInfo(path: string): Promise<ModelInfo> {
   const m = await readModel(path);
   const size = statSync(path).size;
   const s = inspectModel(m, { fileSizeBytes: size });
   const meta = readSegmentationMetadata(m.metadata);
-  let inputSize = meta.inputSize;
-  try {
-    inputSize = checkSegmentationIO(m, path).inputSize ?? inputSize;
-  } catch {
-    // not a segmentation model: benchmark it anyway on its declared input
+  const inputs = s.inputs.map((v) => ({ name: v.name, type: v.type, shape: v.shape ? [...v.shape] : null }));
+  // The image size: the first input's static H x W where it is NCHW, else the metadata's.
+  const first = inputs[0]?.shape;
+  const h = first?.length === 4 ? first[2] : undefined;
+  const w = first?.length === 4 ? first[3] : undefined;
+  const inputSize = typeof h === 'number' && h > 0 && typeof w === 'number' && w > 0 ? { height: h, width: w } : meta.inputSize;
+  return { path, fileSizeBytes: size, parameters: s.parameters, macsPerImage: s.macsPerImage, inputSize, modelName: meta.modelName, inputs };
+}
+
+const FEEDABLE = new Set(['float32', 'float16', 'float64', 'int64', 'int32', 'int16', 'int8', 'uint8', 'uint16', 'uint32', 'uint64', 'bool']);
+
+/**
+ * Parse `NAME=SHAPE[:fill]` (`state=2x1x128`, `state=2x1x128:0.5`, `sr=:16000` for the declared shape,
+ * `sr=scalar:16000` for a 0-d tensor).
+ */
+export function parseInputOption(text: string, option = '--input'): [string, InputOverride] {
+  const m = /^([^=]+)=([^:]*)(?::(.*))?$/.exec(text.trim());
+  if (!m) throw new LesionFuseError(`expected NAME=SHAPE[:fill] such as state=2x1x128 or sr=:16000, got '${text}'`, { subject: option });
+  const [, name, shapeText, fillText] = m;
+  const o: InputOverride = {};
+  if (shapeText === 'scalar') o.shape = [];
+  else if (shapeText !== '') {
+    const dims = shapeText!.split(/[xX,]/).map(Number);
+    if (dims.some((d) => !Number.isInteger(d) || d < 1)) throw new LesionFuseError(`shape '${shapeText}' of input '${name}' must be positive integers joined by x (e.g. 2x1x128)`, { subject: option });
+    o.shape = dims;
   }
-  return { path, fileSizeBytes: size, parameters: s.parameters, macsPerImage: s.macsPerImage, inputSize, modelName: meta.modelName };
+  if (fillText !== undefined) {
+    const f = Number(fillText);
+    if (fillText.trim() === '' || !Number.isFinite(f)) throw new LesionFuseError(`fill value '${fillText}' of input '${name}' is not a number`, { subject: option });
+    o.fill = f;
+  }
+  if (o.shape === undefined && o.fill === undefined) throw new LesionFuseError(`input '${name}': give a shape, a fill value or both (NAME=SHAPE[:fill])`, { subject: option });
+  return [name!.trim(), o];
+}
+
+/**
+ * The feeds a benchmark runs `model` on: every declared input at batch 1, static dimensions as declared,
+ * a symbolic H x W of the image input from `inputSize`, anything else from `overrides`. A dimension that
+ * nothing fixes is refused in one line that says which option gives it.
+ */
+export function resolveFeeds(model: ModelInfo, inputSize: { height: number; width: number } | null, overrides: Record<string, InputOverride> = {}): FeedSpec[] {
+  const names = new Set(model.inputs.map((v) => v.name));
+  for (const k of Object.keys(overrides)) {
+    if (!names.has(k)) throw new LesionFuseError(`the model has no input '${k}' (inputs: ${model.inputs.map((v) => v.name).join(', ')})`, { subject: '--input' });
+  }
+  const batchName = typeof model.inputs[0]?.shape?.[0] === 'string' && model.inputs[0]!.shape![0] !== '' ? model.inputs[0]!.shape![0] : null;
+  return model.inputs.map((v, idx) => {
+    const o = overrides[v.name] ?? {};
+    if (!FEEDABLE.has(v.type)) throw new LesionFuseError(`input '${v.name}' is ${v.type}; bench feeds numeric and bool inputs only`, { subject: model.path });
+    const declared = v.shape;
+    // A symbolic dim 0, or a dim named like the first input's batch dim (a state [2, N, 16]), is the batch.
+    const isBatch = (d: Dim | undefined, k: number) => typeof d !== 'number' && (k === 0 ? (declared?.length ?? 0) > 1 : d !== null && d !== '' && d === batchName);
+    let dims: number[];
+    let batchAxes: number[] = [];
+    if (o.shape) {
+      if (declared && declared.length !== o.shape.length) {
+        throw new LesionFuseError(`--input ${v.name} has rank ${o.shape.length}, the model declares rank ${declared.length} [${declared.map((d) => d ?? '?').join(', ')}]`, { subject: model.path });
+      }
+      dims = [...o.shape];
+      batchAxes = declared ? declared.flatMap((d, k) => (isBatch(d, k) ? [k] : [])) : [];
+    } else {
+      if (!declared) throw new LesionFuseError(`input '${v.name}' has no declared shape; give --input ${v.name}=SHAPE`, { subject: model.path });
+      const image = idx === 0 && declared.length === 4;
+      dims = declared.map((d, k) => {
+        if (typeof d === 'number' && d > 0) return d;
+        if (isBatch(d, k)) {
+          batchAxes.push(k);
+          return 1;
+        }
+        if (image && (k === 2 || k === 3) && inputSize) return k === 2 ? inputSize.height : inputSize.width;
+        if (image && (k === 2 || k === 3)) {
+          throw new LesionFuseError(`input '${v.name}' has dynamic height/width and the model no lesionfuse.input_size; give --input-size HxW`, { subject: model.path });
+        }
+        throw new LesionFuseError(`input '${v.name}' dimension ${k} (${d === null ? 'unknown' : `'${d}'`}) is not fixed by the model; give --input ${v.name}=${declared.map((x, j) => (typeof x === 'number' && x > 0 ? x : isBatch(x, j) ? 1 : 'N')).join('x')} with N filled in`, { subject: model.path });
+      });
+    }
+    const float = v.type.startsWith('float');
+    const fill = o.fill ?? (idx === 0 && float ? 'synthetic' : 0);
+    return { name: v.name, type: v.type, dims, fill, batchAxes };
+  });
 }
 
 export interface MeasureRequest {
   model: string;
   profile: Profile;
-  inputSize: { height: number; width: number };
+  /** What to feed each input at batch 1 (from {@link resolveFeeds}). */
+  feeds: FeedSpec[];
   warmup: number;
   runs: number;
   throughputBatch: number;
@@ -152,14 +256,43 @@ function rssNow(): number {
 }
 
 /** Deterministic pseudo-image input (values in the normalised range), so runs do the same work. */
-function syntheticInput(n: number, h: number, w: number): Float32Array {
-  const x = new Float32Array(n * 3 * h * w);
+function syntheticValues(count: number): Float32Array {
+  const x = new Float32Array(count);
   let s = 12345;
   for (let i = 0; i < x.length; i++) {
     s = (s * 1103515245 + 12345) >>> 0;
     x[i] = (s / 4294967296) * 4 - 2;
   }
   return x;
+}
+
+/** The onnxruntime tensors for `specs` at batch `batch` (only inputs whose dim 0 is the batch scale); null when no input has a batch dimension and batch > 1. */
+function makeFeeds(rs: RuntimeSession, specs: FeedSpec[], batch: number): Record<string, OrtTensor> | null {
+  if (batch > 1 && !specs.some((f) => f.batchAxes.length > 0)) return null;
+  const feeds: Record<string, OrtTensor> = {};
+  for (const f of specs) {
+    const dims = f.dims.map((d, k) => (f.batchAxes.includes(k) ? batch : d));
+    const n = dims.reduce((a, b) => a * b, 1);
+    const vals = f.fill === 'synthetic' ? syntheticValues(n) : new Float32Array(n).fill(f.fill);
+    let data: ort.Tensor.DataType;
+    switch (f.type) {
+      case 'float32': data = vals; break;
+      case 'float16': data = float32ToFloat16(vals); break;
+      case 'float64': data = Float64Array.from(vals); break;
+      case 'int64': data = BigInt64Array.from(vals, (x) => BigInt(Math.trunc(x))); break;
+      case 'uint64': data = BigUint64Array.from(vals, (x) => BigInt(Math.max(0, Math.trunc(x)))); break;
+      case 'int32': data = Int32Array.from(vals, Math.trunc); break;
+      case 'int16': data = Int16Array.from(vals, Math.trunc); break;
+      case 'int8': data = Int8Array.from(vals, Math.trunc); break;
+      case 'uint32': data = Uint32Array.from(vals, Math.trunc); break;
+      case 'uint16': data = Uint16Array.from(vals, Math.trunc); break;
+      case 'uint8': data = Uint8Array.from(vals, Math.trunc); break;
+      case 'bool': data = Uint8Array.from(vals, (x) => (x !== 0 ? 1 : 0)); break;
+      default: throw new LesionFuseError(`input '${f.name}' is ${f.type}; bench feeds numeric and bool inputs only`);
+    }
+    feeds[f.name] = rs.tensor(f.type as ort.Tensor.Type, data, dims);
+  }
+  return feeds;
 }
 
 /**
@@ -172,25 +305,24 @@ export async function measure(req: MeasureRequest, isolated: boolean): Promise<M
   const rs = await RuntimeSession.open(req.model, req.profile);
   const sessionCreateMs = performance.now() - t0;
   try {
-    const inputName = rs.inputNames[0]!;
-    const { height: H, width: W } = req.inputSize;
-    const x1 = rs.floatTensor(syntheticInput(1, H, W), [1, 3, H, W]);
-    for (let i = 0; i < Math.max(1, req.warmup); i++) await rs.run({ [inputName]: x1 });
+    const feeds1 = makeFeeds(rs, req.feeds, 1)!;
+    for (let i = 0; i < Math.max(1, req.warmup); i++) await rs.run(feeds1);
     const times: number[] = [];
     for (let i = 0; i < req.runs; i++) {
       const s = process.hrtime.bigint();
-      await rs.run({ [inputName]: x1 });
+      await rs.run(feeds1);
       times.push(Number(process.hrtime.bigint() - s) / 1e6);
     }
     let throughput: Measurement['throughput'] = null;
     let throughputNote: string | undefined;
     const B = req.throughputBatch;
-    if (B > 0) {
-      const xb = rs.floatTensor(syntheticInput(B, H, W), [B, 3, H, W]);
+    const xb = B > 0 ? makeFeeds(rs, req.feeds, B) : null;
+    if (B > 0 && !xb) throughputNote = `batch ${B} not measured: no input of the model has a batch dimension`;
+    if (B > 0 && xb) {
       try {
-        await rs.run({ [inputName]: xb });
+        await rs.run(xb);
         const s = process.hrtime.bigint();
-        for (let i = 0; i < req.throughputRuns; i++) await rs.run({ [inputName]: xb });
+        for (let i = 0; i < req.throughputRuns; i++) await rs.run(xb);
         const sec = Number(process.hrtime.bigint() - s) / 1e9;
         throughput = { batch: B, imagesPerSecond: (B * req.throughputRuns) / sec, runs: req.throughputRuns };
       } catch (e) {
@@ -263,6 +395,9 @@ export async function benchmarkReport(opts: BenchmarkOptions & { command?: strin
   const profiles = opts.profiles.map((p) => loadProfile(p));
   const models: ModelInfo[] = [];
   for (const m of opts.models) models.push(await modelInfo(resolveModelPath(m)));
+  const feedsFor = (model: ModelInfo, profile: Profile) => resolveFeeds(model, opts.inputSize ?? model.inputSize ?? profile.inputSize ?? null, opts.inputs);
+  // Refuse inputs that nothing sizes before any measurement starts.
+  for (const model of models) for (const profile of profiles) feedsFor(model, profile);
   const results: BenchResult[] = [];
   for (const model of models) {
     for (const profile of profiles) {
@@ -272,14 +407,11 @@ export async function benchmarkReport(opts: BenchmarkOptions & { command?: strin
         results.push({ model, profile, skipped: true, reason: avail.reason });
         continue;
       }
-      const inputSize = opts.inputSize ?? model.inputSize ?? profile.inputSize;
-      if (!inputSize) {
-        throw new LesionFuseError('the model has dynamic height/width and no lesionfuse.input_size; give --input-size HxW', { subject: model.path });
-      }
-      const req: MeasureRequest = { model: model.path, profile, inputSize, warmup, runs, throughputBatch, throughputRuns };
+      const feeds = feedsFor(model, profile);
+      const req: MeasureRequest = { model: model.path, profile, feeds, warmup, runs, throughputBatch, throughputRuns };
       log.info(`bench: ${model.path} on ${profile.name} (${runs} runs after ${warmup} warm-up, batch ${throughputBatch} throughput)`);
       const m = opts.isolate === false ? await measure(req, false) : await measureInChild(req);
-      results.push({ model, profile, skipped: false, ...m });
+      results.push({ model, profile, skipped: false, feeds, ...m });
     }
   }
   const report: BenchReport = {
@@ -324,6 +456,14 @@ export function benchMarkdown(r: BenchReport): string {
       `| ${name} | ${x.profile.name} | ${x.threads} | ${x.latencyMs.median.toFixed(2)} | ${x.latencyMs.p90.toFixed(2)} | ${tp} | ${mb(x.peakRssBytes)} | ${mb(x.peakRssDeltaBytes)} | ${mb(x.model.fileSizeBytes)} | ${big(x.model.parameters)} | ${big(x.model.macsPerImage)} | ${x.providerCheck ?? '-'} |`,
     );
   }
+  const fed = new Map<string, string>();
+  for (const x of r.results) {
+    if (x.skipped || !x.feeds) continue;
+    const name = x.model.modelName ?? x.model.path.split('/').pop()!;
+    const text = x.feeds.map((f) => `${f.name} ${f.type} [${f.dims.join('x')}] ${f.fill === 'synthetic' ? 'pseudo-random' : `= ${f.fill}`}`).join('; ');
+    if (!fed.has(name)) fed.set(name, text);
+  }
+  if (fed.size) lines.push('', 'Inputs fed (batch 1):', ...[...fed].map(([k, v]) => `- ${k}: ${v}`));
   lines.push('', 'Absolute times on a shared machine are hints; compare ratios measured in the same run.', '');
   return lines.join('\n');
 }

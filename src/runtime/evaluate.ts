@@ -184,6 +184,10 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalResult> {
   } finally {
     await seg.close();
   }
+  if (rows.length === 0 && failures.length > 0) {
+    // Nothing to average: a table of NaN would hide that the model never ran. Say why the first one failed.
+    throw new LesionFuseError(`none of the ${failures.length} image(s) could be evaluated; the first: ${failures[0]!.path}: ${failures[0]!.reason}`, { subject: seg.modelPath });
+  }
   const result = finalise(
     { model: seg.modelPath, data: ds.root, split: opts.split ?? (ds.items.some((i) => i.split !== 'all') ? 'test' : 'all'), profile: seg.profile.name, threshold: seg.metadata.threshold },
     rows,

@@ -7,7 +7,8 @@
  * against what a segmentation model looks like (docs/inputs.md, "Models"): one NCHW float image input, one
  * segmentation map output; anything else is refused with the shapes found and the option that fixes it.
  */
-import { DataType, type Dim, type Model, type ValueInfo } from '../onnx/ir.js';
+import { DataType, defaultOpset, type Dim, type Model, type ValueInfo } from '../onnx/ir.js';
+import { inferGraphShapes } from '../onnx/shape.js';
 import { readModel } from '../onnx/io.js';
 import { readSegmentationMetadata, type SegmentationMetadata } from '../onnx/metadata.js';
 import { float16ToFloat32 } from '../onnx/tensor.js';
@@ -184,6 +185,29 @@ export function checkSegmentationIO(model: Model, subject: string, opts: { outpu
   return { input, output, fixedBatch, inputSize };
 }
 
+/**
+ * A segmentation output whose channel dimension is symbolic in the graph ([N, C, H, W]) but resolves to more
+ * than one channel at the input size (a multi-class map) is refused here, once, instead of failing on every
+ * image at run time. Where shape inference cannot say, the run-time check stays.
+ */
+function refuseMultiChannelOutput(ir: Model, io: ModelIO, size: { height: number; width: number }, subject: string): void {
+  const os = io.output.shape;
+  if (!os || os.length !== 4 || typeof os[1] === 'number') return;
+  let channels: Dim | undefined;
+  try {
+    const inputs = ir.graph.inputs.map((v) => (v.name === io.input.name ? { ...v, shape: [1, 3, size.height, size.width] } : v));
+    channels = inferGraphShapes({ ...ir.graph, inputs }, defaultOpset(ir) ?? 17, { useDeclared: false }).get(io.output.name)?.shape?.[1];
+  } catch {
+    return;
+  }
+  if (typeof channels === 'number' && channels > 1) {
+    throw new LesionFuseError(
+      `output '${io.output.name}' has ${channels} channels at ${size.height}x${size.width} (declared ${shapeText(os)}): a multi-class map, not one lesion map; export a single-channel [N, 1, H, W] output (or choose one with --output)`,
+      { subject },
+    );
+  }
+}
+
 function sigmoid(x: number): number {
   return 1 / (1 + Math.exp(-x));
 }
@@ -253,6 +277,7 @@ export class Segmenter {
     };
     if (resolved.resize !== 'fast' && resolved.resize !== 'exact') throw new LesionFuseError(`resize must be fast or exact, got '${String(resolved.resize)}'`, { subject: '--resize' });
     if (resolved.std.some((x) => x === 0)) throw new LesionFuseError('std must not contain 0', { subject: '--std' });
+    refuseMultiChannelOutput(ir, io, inputSize, path);
     const rs = await RuntimeSession.open(path, profile);
     return new Segmenter(rs, resolved, io.input.name, io.output.name, io.fixedBatch, path, opts.maxPixels, opts.postprocess ?? null);
   }

@@ -114,6 +114,11 @@ export class RuntimeSession {
     return new this.tensorCtor('float32', data, dims);
   }
 
+  /** A tensor of any type onnxruntime takes, of this session's backend (e.g. 'int64' with a BigInt64Array). */
+  tensor(type: ort.Tensor.Type, data: ort.Tensor.DataType, dims: readonly number[]): OrtTensor {
+    return new this.tensorCtor(type as 'float32', data as Float32Array, dims);
+  }
+
   /** Run the model; the first run also records which provider ran each node. */
   async run(feeds: Record<string, OrtTensor>, fetches?: readonly string[]): Promise<Record<string, OrtTensor>> {
     let out;

@@ -148,3 +148,35 @@ test('distill: data problems stop before the first step with the list; bad optio
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+/** A teacher made elsewhere: no lesionfuse.* metadata, input [1, 3, 16, 16] (static) or [N, 3, H, W]. */
+async function externalTeacher(path: string, shape: (number | string)[]): Promise<void> {
+  const b = new GraphBuilder('ext-teacher');
+  const x = b.input('input', DataType.FLOAT, shape);
+  const wt = b.initializer('w', floatTensor([1, 3, 3, 3], new Float32Array(27).map((_, i) => ((i * 5) % 7) / 10 - 0.3)));
+  b.output(b.op('Conv', [x, wt], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] }), 'out', { dataType: DataType.FLOAT, shape: [shape[0]!, 1, shape[2]!, shape[3]!] });
+  await writeModel(b.build({ opset: 17 }), path);
+}
+
+test('distill: a teacher whose graph fixes its input size needs no metadata; a symbolic one takes --input-size', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'lf-distill-ext-'));
+  try {
+    const data = join(dir, 'data');
+    fixtureDataset(data);
+    const fixedT = join(dir, 'fixed.onnx');
+    await externalTeacher(fixedT, [1, 3, S, S]);
+    const r = await distill({ ...base, teacher: fixedT, data, out: join(dir, 'a'), epochs: 1 });
+    const student = await readModel(r.studentPath);
+    assert.equal(readSegmentationMetadata(student.metadata).inputSize!.height, S);
+    assert.ok(r.teacherValDice !== null);
+    await assert.rejects(distill({ ...base, teacher: fixedT, data, out: join(dir, 'b'), epochs: 1, inputSize: { height: 32, width: 32 } }), /fixed at 16x16, but --input-size 32x32/);
+
+    const dynT = join(dir, 'dyn.onnx');
+    await externalTeacher(dynT, ['N', 3, 'H', 'W']);
+    await assert.rejects(distill({ ...base, teacher: dynT, data, out: join(dir, 'c'), epochs: 1 }), /dyn\.onnx.*symbolic and it has no lesionfuse\.input_size; give --input-size HxW/);
+    const d = await distill({ ...base, teacher: dynT, data, out: join(dir, 'd'), epochs: 1, inputSize: { height: S, width: S } });
+    assert.equal(readSegmentationMetadata((await readModel(d.studentPath)).metadata).inputSize!.width, S);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

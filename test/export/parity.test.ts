@@ -59,7 +59,7 @@ test('parity on real images passes for the default passes and fails for a broken
   const q = await checkParity(m, bad.model, { images: [FIXTURES] });
   assert.equal(q.passed, false);
   assert.ok(q.maxAbsDiff > 1e-3, q.message);
-  assert.match(q.message, /max \|dp\| = .* \(tolerance 0\.0001\)/);
+  assert.match(q.message, /max \|dy\| = .* \(tolerance 0\.0001, relative above 1\)/);
   // The same drift judged by mask agreement with a permissive floor passes: the modes really differ.
   const loose = await checkParity(m, bad.model, { images: [FIXTURES], mode: 'dice-agreement', minDiceAgreement: 0 });
   assert.equal(loose.passed, true);
@@ -71,7 +71,7 @@ test('rewriteFile refuses to write a drifting model, and --force writes it sayin
   await writeModel(tinySeg(), src);
   const out = join(dir, 'out.onnx');
   const opts = { extraPasses: { 'break-weights': breakWeights }, parity: { images: [FIXTURES] } };
-  await assert.rejects(rewriteFile(src, out, ['break-weights'], opts), /refusing to write .*out\.onnx: the rewritten model drifts: max \|dp\|/);
+  await assert.rejects(rewriteFile(src, out, ['break-weights'], opts), /refusing to write .*out\.onnx: the rewritten model drifts: raw output .*max \|dy\|/);
   assert.equal(existsSync(out), false);
   const forced = await rewriteFile(src, out, ['break-weights'], { ...opts, force: true });
   assert.equal(forced.forced, true);
@@ -166,4 +166,104 @@ test('a model onnxruntime cannot run is not written unchecked unless forced', as
   assert.equal(r.parity, null);
   const back = await readModel(out);
   assert.deepEqual(back.graph.nodes.map((q) => `${q.domain}:${q.opType}`), ['com.example:MadeUpOp']);
+});
+
+/** An external segmenter that already ends in a Sigmoid (probabilities) and carries no LesionFuse metadata. */
+function probabilityModel(): Model {
+  const n = new Net();
+  const x = n.input('image', [1, 3, 32, 32]);
+  const c = n.op('Conv', [x, n.init('w', randomTensor([1, 3, 3, 3], 11, 0.8)), n.init('b', randomTensor([1], 12, 0.2))], { pads: [1, 1, 1, 1] });
+  n.output(n.op('Sigmoid', [c]), [1, 1, 32, 32]);
+  return n.build({});
+}
+
+test('set-metadata on an external probability model: outputs identical, judged as a metadata change, written without --force', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'lf-meta-'));
+  const src = join(dir, 'ext.onnx');
+  await writeModel(probabilityModel(), src);
+  const out = join(dir, 'ext.meta.onnx');
+  const r = await rewriteFile(src, out, ['set-metadata'], { metadata: { 'lesionfuse.output': 'probabilities' }, parity: { images: [FIXTURES] } });
+  assert.equal(r.forced, false);
+  assert.equal(r.parity!.passed, true, r.parity!.message);
+  assert.equal(r.parity!.maxAbsDiff, 0);
+  assert.deepEqual(r.parity!.metadataChanges, [{ key: 'lesionfuse.output', after: 'probabilities' }]);
+  assert.match(r.parity!.message, /metadata changed \(lesionfuse\.output \(unset\) -> probabilities\): this changes how LesionFuse reads the model, not its outputs, which are identical/);
+  assert.equal((await readModel(out)).metadata['lesionfuse.output'], 'probabilities');
+});
+
+test('parity compares raw outputs: a change the sigmoid would hide is still drift', async () => {
+  // Logits of about +-40: sigmoid(40) and sigmoid(48) are both 1 in float32, so a comparison of
+  // probabilities sees nothing, but the graph's outputs differ by 20%.
+  const n = new Net();
+  const x = n.input('image', [1, 3, 32, 32]);
+  n.output(n.op('Conv', [x, n.init('w', randomTensor([1, 3, 1, 1], 3, 0.1, 40)), n.init('b', randomTensor([1], 4, 1))]), [1, 1, 32, 32]);
+  const m = n.build({ 'lesionfuse.output': 'logits', 'lesionfuse.mean': '0,0,0', 'lesionfuse.std': '1,1,1' });
+  const scaled: Pass = {
+    name: 'scale-w',
+    description: 'test only',
+    precision: 'float32',
+    run: (model) => {
+      const w = model.graph.initializers.find((i) => i.name === 'w')!;
+      w.values = (w.values as Float32Array).map((v) => v * 1.2);
+      return { model, changes: [] };
+    },
+  };
+  const bad = await rewrite(m, ['scale-w'], { extraPasses: { 'scale-w': scaled } });
+  const p = await checkParity(m, bad.model, { images: [FIXTURES] });
+  assert.equal(p.passed, false, p.message);
+  // Relative to |y| above 1: about 0.2 (not 0, and not the absolute difference of ~8).
+  assert.ok(p.maxAbsDiff > 0.15 && p.maxAbsDiff < 0.25, p.message);
+  assert.equal(p.worstDiceAgreement, 1, 'the masks (one reading: logits > 0) agree');
+});
+
+test('parity feeds extra inputs zeros, compares every output, and runs a model without an image input', async () => {
+  // Image + a recurrent state with two outputs (mask logits, new state).
+  const n = new Net();
+  const x = n.input('image', ['N', 3, 32, 32]);
+  const st = n.input('state', [2, 1, 4]);
+  n.output(n.op('Conv', [x, n.init('w', randomTensor([1, 3, 1, 1], 5))]), ['N', 1, 32, 32]);
+  n.output(n.op('Add', [st, n.init('k', randomTensor([4], 6))]), [2, 1, 4]);
+  const m = n.build({});
+  const same = await checkParity(m, (await rewrite(m, ['remove-identity'])).model, { images: [FIXTURES] });
+  assert.equal(same.passed, true, same.message);
+  assert.deepEqual(same.outputs, ['conv0_out', 'add1_out']);
+  const changeState: Pass = {
+    name: 'change-state',
+    description: 'test only',
+    precision: 'float32',
+    run: (model) => {
+      const k = model.graph.initializers.find((i) => i.name === 'k')!;
+      k.values = (k.values as Float32Array).map((v) => v + 0.01);
+      return { model, changes: [] };
+    },
+  };
+  const drift = await checkParity(m, (await rewrite(m, ['change-state'], { extraPasses: { 'change-state': changeState } })).model, { images: [FIXTURES] });
+  assert.equal(drift.passed, false, 'a change in the second output is drift');
+  assert.ok(Math.abs(drift.maxAbsDiff - 0.01) < 1e-5, drift.message);
+  assert.equal(drift.worstDiceAgreement, 1, 'the first output (the mask) did not change');
+
+  // Audio-like: [N, 16] -> [N, 1]; no image input, so pseudo-random inputs.
+  const a = new Net();
+  const au = a.input('input', ['N', 16]);
+  a.output(a.op('MatMul', [au, a.init('m', randomTensor([16, 1], 7))]), ['N', 1]);
+  const am = a.build({});
+  const ap = await checkParity(am, (await rewrite(am, ['remove-identity'])).model);
+  assert.equal(ap.passed, true, ap.message);
+  assert.match(ap.message, /pseudo-random input\(s\) \(the model has no image input\)/);
+
+  // A dimension nothing fixes is refused in one line.
+  const u = new Net();
+  u.input('image', [1, 3, 32, 32]);
+  u.input('state', [2, 'B', 4]);
+  u.output(u.op('Identity', ['state']), [2, 'B', 4]);
+  const um = u.build({});
+  await assert.rejects(checkParity(um, um, { images: [FIXTURES] }), /input 'state' dimension 1 \('B'\) is not fixed by the model/);
+  // ... but a state dimension named like the image's batch dimension is the batch.
+  const v = new Net();
+  v.input('image', ['N', 3, 32, 32]);
+  v.input('state', [2, 'N', 4]);
+  v.output(v.op('Identity', ['state']), [2, 'N', 4]);
+  const vm = v.build({});
+  const vp = await checkParity(vm, vm, { images: [FIXTURES] });
+  assert.equal(vp.passed, true, vp.message);
 });

@@ -210,7 +210,12 @@ test('fix-input-size fixes dynamic H/W, carries the sizes to the outputs, record
   assert.deepEqual(r.model.graph.outputs[0]!.shape, ['N', 1, 64, 96]);
   assert.equal(r.model.metadata['lesionfuse.input_size'], '64x96');
   assert.equal(await outputDrift(m, r.model, { image: randomTensor([1, 3, 64, 96], 2) }), 0);
-  await assert.rejects(runPass('fix-input-size', m, { inputSize: { height: 60, width: 96 } }), /multiples of 32/);
+  // A size that is not a multiple of 32 (the PP-OCR classifier's 48 x 192) is fixed too, with a note.
+  const odd = await runPass('fix-input-size', m, { inputSize: { height: 48, width: 192 } });
+  assert.deepEqual(odd.model.graph.inputs[0]!.shape, ['N', 3, 48, 192]);
+  assert.ok(odd.changes.some((c) => c.kind === 'skipped' && /not a multiple of 32/.test(c.message)));
+  assert.equal(await outputDrift(m, odd.model, { image: randomTensor([1, 3, 48, 192], 3) }), 0);
+  await assert.rejects(runPass('fix-input-size', m, { inputSize: { height: 0, width: 96 } }), /positive integers, got 0x96/);
   await assert.rejects(runPass('fix-input-size', segNet(32, 32), { inputSize: { height: 64, width: 64 } }), /already has a fixed height 32/);
 });
 

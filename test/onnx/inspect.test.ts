@@ -70,6 +70,67 @@ describe('inspectModel', () => {
   });
 });
 
+/**
+ * Weights where external exporters put them: a conv weight in a Constant node of the main graph, and an If
+ * whose branches hold their own weights (an initializer in one, a Constant node in the other). 108 + 4 + 8 = 120.
+ */
+function constantAndIfModel() {
+  const b = new GraphBuilder('weights-everywhere');
+  const x = b.input('x', DataType.FLOAT, [1, 3, 6, 6]);
+  const cond = b.input('cond', DataType.BOOL, []);
+  const w = b.op('Constant', [], { value: floatTensor([4, 3, 3, 3], seeded(108, 7)) });
+  const y = b.op('Conv', [x, w], { pads: [1, 1, 1, 1] });
+  const then = new GraphBuilder('then');
+  then.output(then.op('Mul', [y, then.initializer('then.scale', floatTensor([1, 4, 1, 1], [1, 2, 3, 4]))], {}, { output: 'then_mul' }), 'then_out', { dataType: DataType.FLOAT, shape: [1, 4, 6, 6] });
+  const other = new GraphBuilder('else');
+  const k = other.op('Constant', [], { value: floatTensor([2, 4, 1, 1], seeded(8, 3)) }, { output: 'else_k' });
+  other.output(other.op('Conv', [y, k], {}, { output: 'else_conv' }), 'else_mid', { dataType: DataType.FLOAT, shape: [1, 2, 6, 6] });
+  const thenG = then.build().graph;
+  const elseG = other.build().graph;
+  // Both branches must give the same rank; pad the else branch's 2 channels back to 4 with a Concat of itself.
+  const eb = GraphBuilder.from(elseG);
+  const cat = eb.op('Concat', ['else_mid', 'else_mid'], { axis: 1 }, { output: 'else_cat' });
+  elseG.outputs = [];
+  eb.output(cat, 'else_out', { dataType: DataType.FLOAT, shape: [1, 4, 6, 6] });
+  const z = b.op('If', [cond], { then_branch: thenG, else_branch: elseG });
+  b.output(z, 'out', { dataType: DataType.FLOAT, shape: [1, 4, 6, 6] });
+  return b.build({ opset: 17 });
+}
+
+describe('inspectModel on weights outside the initializers', () => {
+  it('counts weights in Constant nodes and inside If branches (a real, runnable model)', async () => {
+    const model = constantAndIfModel();
+    for (const c of [true, false]) {
+      const out = await runModel(model, { x: new ort.Tensor('float32', seeded(108, 2), [1, 3, 6, 6]), cond: new ort.Tensor('bool', Uint8Array.from([c ? 1 : 0]), []) });
+      assert.deepEqual(out['out']!.dims, [1, 4, 6, 6]);
+    }
+    const s = inspectModel(model);
+    assert.equal(s.parameters, 108 + 4 + 8);
+    assert.equal(s.parametersInConstantNodes, 108 + 8);
+    assert.equal(s.parametersInSubgraphs, 4 + 8);
+    assert.deepEqual(s.parametersByType, { float32: 120 });
+    assert.match(formatModelSummary(s), /of which 116 in Constant nodes, 12 inside If\/Loop\/Scan subgraphs/);
+  });
+
+  it('gives the same count before and after fold-constants moves a Constant node into an initializer', async () => {
+    const { rewrite } = await import('../../src/export/rewrite.js');
+    const model = constantAndIfModel();
+    const folded = (await rewrite(model, ['fold-constants'])).model;
+    assert.ok(!folded.graph.nodes.some((n) => n.opType === 'Constant'), 'the main-graph Constant was folded');
+    assert.equal(inspectModel(folded).parameters, inspectModel(model).parameters);
+  });
+
+  it('--input-size gives multiply-adds for a model with symbolic height/width', () => {
+    const b = new GraphBuilder('dyn');
+    const x = b.input('x', DataType.FLOAT, ['N', 3, 'H', 'W']);
+    b.output(b.op('Conv', [x, b.constant(floatTensor([2, 3, 1, 1], seeded(6)))]), 'y');
+    const s = inspectModel(b.build(), { inputSize: { height: 5, width: 7 } });
+    // Conv 1x1: output [1,2,5,7] x (3*1*1).
+    assert.equal(s.macsPerImage, 70 * 3);
+    assert.deepEqual(s.macsInputShape, { x: [1, 3, 5, 7] });
+  });
+});
+
 describe('lesionfuse inspect / models', () => {
   it('inspect --json prints the summary; the table names the ops', async () => {
     const { dir, cleanup } = tempDir();

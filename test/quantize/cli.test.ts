@@ -37,3 +37,38 @@ test('lesionfuse quantize writes OUT and OUT.quant.json; bad options are refused
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('quantize --val-split all gates on an images/masks folder without splits; without it the warning names that option', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'lf-qsplit-'));
+  try {
+    const fx = join(packageRoot(), 'test', 'fixtures');
+    const mine = join(dir, 'mine');
+    for (const d of ['images', 'masks']) {
+      mkdirSync(join(mine, d), { recursive: true });
+      for (const f of readdirSync(join(fx, d))) copyFileSync(join(fx, d, f), join(mine, d, f));
+    }
+    const inPath = join(dir, 'tiny.onnx');
+    await writeModel(tinySegNet(4, 'N'), inPath);
+    process.env.LESIONFUSE_PROGRESS = '0';
+    const out = join(dir, 'a.int8.onnx');
+    assert.equal(await main(['quantize', inPath, out, '--calib', join(fx, 'images'), '--val', mine, '--val-split', 'all', '--gate', '0.5', '--quiet', '--no-sensitivity']), 0);
+    const rec = JSON.parse(readFileSync(`${out}.quant.json`, 'utf8'));
+    assert.equal(rec.dice.images, readdirSync(join(fx, 'images')).length);
+    assert.match(rec.dice.source, /mine \(all images\)/);
+
+    const err: string[] = [];
+    const w = process.stderr.write.bind(process.stderr);
+    process.stderr.write = ((s: string) => (err.push(String(s)), true)) as typeof process.stderr.write;
+    try {
+      assert.equal(await main(['quantize', inPath, join(dir, 'b.int8.onnx'), '--calib', join(fx, 'images'), '--val', mine, '--gate', '0.5', '--no-sensitivity']), 0);
+    } finally {
+      process.stderr.write = w;
+    }
+    const text = err.join('');
+    assert.match(text, /has no val split to measure Dice on .*--val-split all/);
+    assert.doesNotMatch(text, /use --split all/);
+    assert.equal(await main(['quantize', inPath, join(dir, 'c.onnx'), '--calib', join(fx, 'images'), '--val-split', 'some', '--quiet']), 2);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -128,3 +128,20 @@ test('bad models are refused in one line naming the file', async () => {
   m.graph.inputs[0]!.shape = [1, 3];
   await assert.rejects(quantize(m, { calib: data, progress: false }), /must be \[N, 3, H, W\]/);
 });
+
+test('a model whose weight ops all sit inside If branches is refused saying so (not "has no Conv")', async () => {
+  const { GraphBuilder } = await import('../../src/onnx/builder.js');
+  const { floatTensor } = await import('../../src/onnx/tensor.js');
+  const branch = (name: string) => {
+    const g = new GraphBuilder(name);
+    const w = g.initializer(`${name}.w`, floatTensor([1, 3, 1, 1], [0.1, 0.2, 0.3]));
+    g.output(g.op('Conv', ['image', w], {}, { output: `${name}.conv` }), `${name}.y`, { dataType: DataType.FLOAT, shape: [1, 1, 16, 16] });
+    return g.build().graph;
+  };
+  const b = new GraphBuilder('if-net');
+  const x = b.input('image', DataType.FLOAT, [1, 3, 16, 16]);
+  const cond = b.op('Greater', [b.op('ReduceMean', [x], { keepdims: 0 }), b.constant(floatTensor([], [0]))]);
+  b.output(b.op('If', [cond], { then_branch: branch('a'), else_branch: branch('b') }), 'y', { dataType: DataType.FLOAT, shape: [1, 1, 16, 16] });
+  const m = b.build({ opset: 17 });
+  await assert.rejects(quantize(m, { calib: data, progress: false }), /nothing to quantize in the main graph: its 2 Conv\/ConvTranspose\/Gemm\/MatMul node\(s\) are inside If\/Loop\/Scan branches/);
+});

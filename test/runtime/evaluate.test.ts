@@ -128,3 +128,33 @@ test('evaluatePredictions scores existing masks matched by id; NaN HD95 is exclu
   assert.equal(json.per_image.find((r: { id: string }) => r.id === 'IMD002').hd95, null);
   assert.match(readFileSync(join(dir, 'out', 'per_image.csv'), 'utf8'), /IMD002,ph2,20,10,0,0,0,0,1,NaN,0,/);
 });
+
+test('evaluate refuses in one line, with the first reason, when no image could be evaluated (no table of NaN)', async () => {
+  const dir = tempDir();
+  const { GraphBuilder } = await import('../../src/onnx/builder.js');
+  const { DataType } = await import('../../src/onnx/ir.js');
+  const { floatTensor } = await import('../../src/onnx/tensor.js');
+  const { writeModel } = await import('../../src/onnx/io.js');
+  // Two channels from an op the SDK's shape inference does not know (com.microsoft FusedConv), so the
+  // model opens and every image fails at run time.
+  const b = new GraphBuilder('two-maps');
+  const x = b.input('x', DataType.FLOAT, [1, 3, 8, 8]);
+  const w = b.initializer('w', floatTensor([2, 3, 1, 1], new Float32Array(6).fill(0.1)));
+  b.output(b.op('FusedConv', [x, w], { kernel_shape: [1, 1], activation: 'Relu' }, { domain: 'com.microsoft' }), 'out', { dataType: DataType.FLOAT, shape: [1, 'C', 8, 8] });
+  const model = b.build({ opset: 17 });
+  model.opsetImports.push({ domain: 'com.microsoft', version: 1 });
+  const path = join(dir, 'two-maps.onnx');
+  await writeModel(model, path);
+  const data = join(dir, 'data');
+  mkdirSync(join(data, 'images'), { recursive: true });
+  mkdirSync(join(data, 'masks'), { recursive: true });
+  for (const id of ['ISIC_0000012', 'ISIC_0000021']) {
+    copyFileSync(join(FIXTURES, 'images', `${id}.jpg`), join(data, 'images', `${id}.jpg`));
+    copyFileSync(join(FIXTURES, 'masks', `${id}_segmentation.png`), join(data, 'masks', `${id}_segmentation.png`));
+  }
+  await assert.rejects(evaluate({ model: path, data, progress: false }), (e: Error) => {
+    assert.match(e.message, /two-maps\.onnx.*none of the 2 image\(s\) could be evaluated; the first: .*ISIC_0000012\.jpg: .*not one map per image/);
+    assert.ok(!e.message.includes('\n'));
+    return true;
+  });
+});

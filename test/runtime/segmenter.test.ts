@@ -145,3 +145,21 @@ test('bad model files: one line naming the file', async () => {
     });
   }
 });
+
+test('a multi-class output with a symbolic channel dimension is refused when the model is opened, not per image', async () => {
+  const dir = tempDir();
+  const multi = await oddModel(dir, 'multiclass', (b) => {
+    const x = b.input('x', DataType.FLOAT, ['N', 3, 'H', 'W']);
+    const w = b.initializer('w', floatTensor([21, 3, 1, 1], new Float32Array(63).fill(0.1)));
+    b.output(b.op('Conv', [x, w], { kernel_shape: [1, 1] }), 'out', { dataType: DataType.FLOAT, shape: ['N', 'C', 'H', 'W'] });
+  });
+  await assert.rejects(Segmenter.create(multi, { inputSize: { height: 8, width: 8 } }), /multiclass\.onnx.*output 'out' has 21 channels at 8x8 \(declared \[N, C, H, W\]\): a multi-class map/);
+  // One channel behind the same symbolic declaration opens as before.
+  const one = await oddModel(dir, 'oneclass', (b) => {
+    const x = b.input('x', DataType.FLOAT, ['N', 3, 'H', 'W']);
+    const w = b.initializer('w', floatTensor([1, 3, 1, 1], [0.1, 0.1, 0.1]));
+    b.output(b.op('Conv', [x, w], { kernel_shape: [1, 1] }), 'out', { dataType: DataType.FLOAT, shape: ['N', 'C', 'H', 'W'] });
+  });
+  const s = await Segmenter.create(one, { inputSize: { height: 8, width: 8 }, profile: 'cpu-1t' });
+  await s.close();
+});

@@ -7,6 +7,7 @@ import { parseStudentName, STUDENT_NAMES } from '../../distill/zoo/index.js';
 import { resolveModelPath } from '../../models.js';
 import { LesionFuseError } from '../../util/errors.js';
 import { log } from '../../util/log.js';
+import { parseSize } from '../../runtime/segment.js';
 
 interface DistillArgs {
   teacher?: string;
@@ -31,6 +32,7 @@ interface DistillArgs {
   augment: boolean;
   'cache-dir'?: string;
   'skip-unpaired': boolean;
+  'input-size'?: string;
   json: boolean;
 }
 
@@ -74,6 +76,7 @@ export const command: CommandModule<object, DistillArgs> = {
       .option('augment', { type: 'boolean', default: true, describe: '--no-augment turns augmentation off' })
       .option('cache-dir', { type: 'string', describe: 'soft-label cache (default <out>/cache/softlabels)' })
       .option('skip-unpaired', { type: 'boolean', default: false, describe: 'go on without images that have no mask (and masks without image)' })
+      .option('input-size', { type: 'string', describe: "HxW to train at, for a teacher whose height/width are symbolic and unrecorded (default: the teacher's)" })
       .option('json', { type: 'boolean', default: false, describe: 'print the result as JSON on stdout' })
       .example(
         'lesionfuse distill --teacher default:teacher --student ultralight --data ../shared/data --out runs/ul --epochs 5',
@@ -104,6 +107,7 @@ export const command: CommandModule<object, DistillArgs> = {
       augment: a.augment ? undefined : false,
       cacheDir: a['cache-dir'],
       skipUnpaired: a['skip-unpaired'],
+      ...(a['input-size'] !== undefined ? { inputSize: parseSize(a['input-size']) } : {}),
     });
     if (a.json) process.stdout.write(JSON.stringify(result, null, 2) + '\n');
     else {

@@ -19,6 +19,7 @@ interface Args {
   'per-channel': boolean;
   'reduce-range': string;
   val?: string;
+  'val-split': string;
   gate: number;
   exclude?: string;
   sensitivity: boolean;
@@ -74,6 +75,7 @@ export const command: CommandModule<object, Args> = {
       .option('per-channel', { type: 'boolean', default: true, describe: 'one weight scale per output channel (--no-per-channel for one per tensor)' })
       .option('reduce-range', { type: 'string', default: 'auto', describe: "7-bit weights: auto (on for x86 CPUs without VNNI), on, off" })
       .option('val', { type: 'string', describe: 'dataset whose val split measures Dice (default: --calib)' })
+      .option('val-split', { type: 'string', default: 'val', describe: 'split of --val that measures Dice: val, train, test, or all (every image of a folder without splits)' })
       .option('val-limit', { type: 'number', default: 32, describe: 'val images at most' })
       .option('gate', { type: 'number', default: 0.01, describe: 'largest accepted val Dice drop' })
       .option('exclude', { type: 'string', describe: 'comma-separated node names kept in float' })
@@ -87,12 +89,14 @@ export const command: CommandModule<object, Args> = {
       .option('force', { type: 'boolean', default: false, describe: 'write the model even when it fails the gate (says so)' })
       .option('json', { type: 'boolean', default: false, describe: 'print the record as JSON on stdout' })
       .example('$0 quantize student.onnx student.int8.onnx --calib ../shared/data', 'min-max calibration on 64 train images, gate on 32 val images')
+      .example('$0 quantize my.onnx my.int8.onnx --calib calib_images/ --val my_labelled/ --val-split all', 'calibrate on one folder, gate on every image/mask pair of another')
       .example('$0 quantize default:teacher teacher.int8.onnx --calib ../shared/data --calibrator percentile --dynamic-matmul', 'percentile ranges, transformer MatMuls in dynamic INT8'),
   handler: async (a) => {
     const calibrator = oneOf(a.calibrator, CALIBRATION_METHODS, '--calibrator') as CalibrationMethod;
     const activations = oneOf(a.activations, ['auto', 'int8', 'uint8'] as const, '--activations');
     const weights = oneOf(a.weights, ['int8', 'uint8'] as const, '--weights');
     const preset = oneOf(a.preset, ['vit-safe', 'all'] as const, '--preset');
+    const valSplit = oneOf(a['val-split'], ['val', 'train', 'test', 'all'] as const, '--val-split');
     const rr = oneOf(a['reduce-range'], ['auto', 'on', 'off'] as const, '--reduce-range');
     if (!(a.gate >= 0 && a.gate < 1)) throw new LesionFuseError(`must be a Dice drop in [0, 1), got ${a.gate}`, { subject: '--gate' });
     for (const [k, v] of [['--calib-limit', a['calib-limit']], ['--val-limit', a['val-limit']], ['--sensitivity-images', a['sensitivity-images']]] as const) {
@@ -112,6 +116,7 @@ export const command: CommandModule<object, Args> = {
       calibLimit: a['calib-limit'],
       val: a.val,
       valLimit: a['val-limit'],
+      valSplit,
       gate: a.gate,
       sensitivity: !a.sensitivity ? 'off' : a['sensitivity-always'] ? 'always' : 'auto',
       sensitivityImages: a['sensitivity-images'],
