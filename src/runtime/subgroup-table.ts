@@ -101,18 +101,18 @@ const f3 = (x: number): string => (Number.isFinite(x) ? x.toFixed(3) : 'n/a');
 const f1 = (x: number): string => (Number.isFinite(x) ? x.toFixed(1) : 'n/a');
 const signed = (x: number, d = 3): string => (Number.isFinite(x) ? (x >= 0 ? '+' : '') + x.toFixed(d) : 'n/a');
 
-/** The table as markdown, one section per dimension. */
-export function subgroupMarkdown(rows: readonly GroupRow[], opts: { minN?: number; referenceName?: string } = {}): string {
+/** The table as plain cells, one block per dimension: shared by the markdown and HTML renderers. */
+export function subgroupBlocks(rows: readonly GroupRow[], opts: { minN?: number; referenceName?: string } = {}): { dimension: string; header: string[]; rows: string[][] }[] {
   const minN = opts.minN ?? MIN_GROUP_N;
   const withRef = rows.some((r) => r.vs_reference);
   const head = ['group', 'n', 'Dice [95% CI]', 'HD95 px [95% CI]'];
   if (withRef) head.push(`Dice minus ${opts.referenceName ?? 'reference'} [95% CI]`, `HD95 minus ${opts.referenceName ?? 'reference'} px [95% CI]`);
-  const out: string[] = [];
+  const blocks: { dimension: string; header: string[]; rows: string[][] }[] = [];
   for (const dim of [...new Set(rows.map((r) => r.dimension))]) {
-    out.push(`**${dim === 'all' ? 'All images' : dim}**`, '', `| ${head.join(' | ')} |`, `|${head.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`);
+    const out: string[][] = [];
     for (const r of rows.filter((x) => x.dimension === dim)) {
       if (!r.enough) {
-        out.push(`| ${r.group} | ${r.n} | too few images (n < ${minN}) to say |${' |'.repeat(head.length - 3)}`);
+        out.push([r.group, String(r.n), `too few images (n < ${minN}) to say`, ...Array(head.length - 3).fill('')]);
         continue;
       }
       const cells = [r.group, String(r.n), `${f3(r.dice!.mean)} [${f3(r.dice!.ci95[0])}, ${f3(r.dice!.ci95[1])}]`, `${f1(r.hd95!.mean)} [${f1(r.hd95!.ci95[0])}, ${f1(r.hd95!.ci95[1])}]${r.hd95!.n < r.n ? ` (n=${r.hd95!.n})` : ''}`];
@@ -123,8 +123,19 @@ export function subgroupMarkdown(rows: readonly GroupRow[], opts: { minN?: numbe
           v ? `${signed(v.hd95.mean, 1)} [${signed(v.hd95.ci95[0], 1)}, ${signed(v.hd95.ci95[1], 1)}]` : 'not paired',
         );
       }
-      out.push(`| ${cells.join(' | ')} |`);
+      out.push(cells);
     }
+    blocks.push({ dimension: dim === 'all' ? 'All images' : dim, header: head, rows: out });
+  }
+  return blocks;
+}
+
+/** The table as markdown, one section per dimension. */
+export function subgroupMarkdown(rows: readonly GroupRow[], opts: { minN?: number; referenceName?: string } = {}): string {
+  const out: string[] = [];
+  for (const b of subgroupBlocks(rows, opts)) {
+    out.push(`**${b.dimension}**`, '', `| ${b.header.join(' | ')} |`, `|${b.header.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`);
+    for (const r of b.rows) out.push(`| ${r.map((c) => c.replace(/\|/g, '\\|')).join(' | ')} |`);
     out.push('');
   }
   return out.join('\n');
