@@ -11,6 +11,7 @@ import { command as packageCommand } from './package.js';
 import { command as runCommand } from './run.js';
 import { command as demoCommand } from './demo.js';
 import { command as distillCommand } from './distill.js';
+import { command as auditCommand } from './audit.js';
 
 // Each stage replaces its placeholder with `import { command as x } from './x.js'`.
 export const commands: CommandModule<any, any>[] = [
@@ -25,4 +26,5 @@ export const commands: CommandModule<any, any>[] = [
   runCommand,
   packageCommand,
   demoCommand,
+  auditCommand,
 ];
