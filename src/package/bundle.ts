@@ -64,6 +64,8 @@ export interface PackageOptions {
   provenance?: string[];
   /** The source model's card. Default: MODEL_CARD.md found beside the model; null for none. */
   modelCard?: string | null;
+  /** The profile of the data the model was validated on (`lesionfuse audit` compares sites with it). Default: data_profile.json beside the model; null for none. */
+  dataProfile?: string | null;
 }
 
 /** One input or output of the model as the manifest lists it. */
@@ -263,6 +265,8 @@ export async function packageBundle(opts: PackageOptions): Promise<PackageResult
     } else {
       await fs.copyFile(modelPath, join(tmp, 'model.onnx'));
     }
+    const dataProfile = opts.dataProfile === undefined ? join(dirname(modelPath), 'data_profile.json') : opts.dataProfile;
+    if (dataProfile && existsSync(dataProfile)) await fs.copyFile(dataProfile, join(tmp, 'data_profile.json'));
     const modelSha = await sha256File(join(tmp, 'model.onnx'));
     const modelSize = (await fs.stat(join(tmp, 'model.onnx'))).size;
 

@@ -15,7 +15,7 @@ import { writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
 import { Progress } from '../util/progress.js';
 import { VERSION } from '../version.js';
 import { decodeImage } from './image.js';
-import { percentile } from './metrics.js';
+import { mulberry32, percentile } from './metrics.js';
 import { failureReason } from './segment.js';
 import { Segmenter } from './segmenter.js';
 import { ITA_BINS, RESOLUTION_BINS, SIZE_BINS, imageFeatures, rgbToLab, type ImageFeatures } from './subgroups.js';
@@ -136,7 +136,9 @@ export function buildProfile(images: readonly AuditImage[], meta: { description:
 
 /**
  * When a difference is a warning:
- * - a group dimension whose total variation distance (half the sum of absolute share differences) is >= 0.25;
+ * - a group dimension whose total variation distance (TVD: half the sum of absolute share differences) is
+ *   >= 0.2 AND beyond sampling noise: the chance that two samples of these sizes drawn from one pooled
+ *   distribution differ as much is under 1% ({@link tvdNoiseP}, 2000 seeded draws);
  * - any group holding >= 10% of the site's images but < 2% of the reference's ("absent from validation");
  * - more than half of the site's predicted lesions under 5% of the frame;
  * - median lesion share differing by more than a factor 2 (and more than 5 points);
@@ -145,7 +147,36 @@ export function buildProfile(images: readonly AuditImage[], meta: { description:
  * - median confidence lower by more than 0.05;
  * Fewer than 10 site images: differences are listed but nothing is warned on.
  */
-export const SHIFT_RULES = { tvd: 0.25, absentSite: 0.1, absentRef: 0.02, smallLesions: 0.5, shareFactor: 2, sharePoints: 5, colour: 8, flag: 0.2, confidence: 0.05, minImages: 10 };
+export const SHIFT_RULES = { tvd: 0.2, tvdP: 0.01, absentSite: 0.1, absentRef: 0.02, smallLesions: 0.5, shareFactor: 2, sharePoints: 5, colour: 8, flag: 0.2, confidence: 0.05, minImages: 10 };
+
+/**
+ * How often two samples of sizes nA and nB, drawn from the pooled distribution of both, are at least
+ * `tvd` apart (parametric bootstrap under "no shift", seeded): a p-value for the observed TVD.
+ */
+export function tvdNoiseP(a: Record<string, number>, nA: number, b: Record<string, number>, nB: number, tvd: number, iterations = 2000): number {
+  const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])];
+  const pooled = keys.map((k) => ((a[k] ?? 0) * nA + (b[k] ?? 0) * nB) / (nA + nB));
+  const cum: number[] = [];
+  pooled.reduce((s, p, i) => (cum[i] = s + p), 0);
+  const rand = mulberry32(1);
+  const draw = (n: number): number[] => {
+    const c = new Array<number>(keys.length).fill(0);
+    for (let i = 0; i < n; i++) {
+      const u = rand() * cum[cum.length - 1]!;
+      let j = 0;
+      while (j < cum.length - 1 && u >= cum[j]!) j++;
+      c[j]!++;
+    }
+    return c.map((x) => x / n);
+  };
+  let hits = 0;
+  for (let it = 0; it < iterations; it++) {
+    const x = draw(nA);
+    const y = draw(nB);
+    if (0.5 * x.reduce((s, v, i) => s + Math.abs(v - y[i]!), 0) >= tvd - 1e-12) hits++;
+  }
+  return hits / iterations;
+}
 
 export interface Finding {
   what: string;
@@ -174,9 +205,10 @@ export function compareProfiles(site: DataProfile, ref: DataProfile): Finding[] 
     const b = ref.groups[key];
     const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])];
     const tvd = 0.5 * keys.reduce((s, k) => s + Math.abs((a[k] ?? 0) - (b[k] ?? 0)), 0);
+    const p = tvd >= R.tvd ? tvdNoiseP(a, site.n_images, b, ref.n_images, tvd) : 1;
     out.push({
-      what: names[key], site: topGroups(a), reference: topGroups(b), shift: tvd, warn: enough && tvd >= R.tvd,
-      message: `${names[key]}: ${topGroups(a)} here vs ${topGroups(b)} in validation (total variation ${tvd.toFixed(2)})`,
+      what: names[key], site: topGroups(a), reference: topGroups(b), shift: tvd, warn: enough && tvd >= R.tvd && p < R.tvdP,
+      message: `${names[key]}: ${topGroups(a)} here vs ${topGroups(b)} in validation (total variation ${tvd.toFixed(2)}${tvd >= R.tvd ? `, p ${p < 0.001 ? '< 0.001' : `= ${p.toFixed(3)}`} under no shift` : ''})`,
     });
     for (const k of keys) {
       if ((a[k] ?? 0) >= R.absentSite && (b[k] ?? 0) < R.absentRef && k !== 'unknown') {

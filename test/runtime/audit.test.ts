@@ -8,7 +8,7 @@ import { writeModel } from '../../src/onnx/io.js';
 import { floatTensor } from '../../src/onnx/tensor.js';
 import { DataType } from '../../src/onnx/ir.js';
 import { segmentationMetadataProps } from '../../src/onnx/metadata.js';
-import { aspectBin, buildProfile, compareProfiles, profileImages, type AuditImage } from '../../src/runtime/audit.js';
+import { aspectBin, buildProfile, compareProfiles, profileImages, tvdNoiseP, type AuditImage } from '../../src/runtime/audit.js';
 import { main } from '../../src/cli/index.js';
 import { tempDir } from './helpers.js';
 
@@ -74,6 +74,16 @@ test('audit: a planted shift (4:3 frames, small lesions) is warned on; a set lik
   const aspect = findings.find((f) => f.what === 'aspect ratio')!;
   assert.equal(aspect.shift, 1); // every image moved from square to 4:3: total variation 1
   assert.match(findings.find((f) => f.what === 'small lesions')!.message, /most predicted lesions \(100%\) cover under 5% of the frame \(validation: 0%\)/);
+});
+
+test('tvdNoiseP: how often samples from one pooled distribution differ as much', () => {
+  // Every image in group x here, every one in y there: two samples of 20 from a 50/50 mix are never that far apart.
+  assert.equal(tvdNoiseP({ x: 1 }, 20, { y: 1 }, 20, 1), 0);
+  // Any two samples are at least 0 apart.
+  assert.equal(tvdNoiseP({ x: 0.5, y: 0.5 }, 20, { x: 0.5, y: 0.5 }, 20, 0), 1);
+  // A 0.2 difference between samples of 10 is common noise; between samples of 1000 it is not.
+  assert.ok(tvdNoiseP({ x: 0.6, y: 0.4 }, 10, { x: 0.4, y: 0.6 }, 10, 0.2) > 0.2);
+  assert.ok(tvdNoiseP({ x: 0.6, y: 0.4 }, 1000, { x: 0.4, y: 0.6 }, 1000, 0.2) < 0.01);
 });
 
 test('audit: fewer than 10 site images lists differences but warns on nothing', () => {
