@@ -79,14 +79,15 @@ export function plainSummary(report: TradeoffReport): PlainSummary | null {
     } else if (sel.chosen) {
       headline = `Deploy ${deploy.label} on profile ${profile}: ${speed}, ${dice}.`;
     } else {
-      headline = `Keep ${deploy.label} on profile ${profile}: ${speed}, ${dice}. No cheaper candidate was shown to be within ${report.candidates.find((c) => c.decision)?.decision?.margin ?? 'the margin'} Dice of it.`;
+      const decided = report.candidates.filter((c) => c.decision);
+      const thin = decided.length > 0 && decided.every((c) => c.decision!.verdict === 'too-few-images');
+      const margin = decided[0]?.decision?.margin ?? 'the margin';
+      headline = thin
+        ? `Keep ${deploy.label} on profile ${profile}: ${speed}, ${dice}. The evidence is too thin to choose a cheaper model: the comparison rests on ${decided[0]!.decision!.n} image(s), fewer than the ${decided[0]!.decision!.minGroupN} a decision needs.`
+        : `Keep ${deploy.label} on profile ${profile}: ${speed}, ${dice}. No cheaper candidate was shown to be within ${margin} Dice of it.`;
     }
   }
   details.push(`Why: ${sel.reason}`);
-  const thin = report.candidates.filter((c) => c.decision?.verdict === 'too-few-images');
-  if (thin.length && thin.length === report.candidates.filter((c) => c.decision).length) {
-    details.push(`The evidence is too thin to choose a cheaper model: the comparison rests on ${thin[0]!.decision!.n} image(s), fewer than the ${thin[0]!.decision!.minGroupN} a decision needs. Measure on more of your own labelled images before deploying anything but ${ref?.label ?? refId ?? 'the reference'}.`);
-  }
   const mix = skinToneMix((deploy ?? ref)?.subgroups);
   if (mix && mix.n > 0) {
     const share = Math.round((100 * mix.light) / mix.n);

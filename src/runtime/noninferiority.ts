@@ -138,7 +138,8 @@ export interface Selection {
  */
 export function selectNonInferior(candidates: readonly SelectionCandidate[], referenceId: string): Selection {
   if (candidates.length && candidates.every((c) => c.decision.verdict === 'too-few-images')) {
-    return { chosen: null, reason: `No choice: ${candidates[0]!.decision.reason.replace(/, so no candidate.*$/, '')}; measure on more images (at least ${candidates[0]!.decision.minGroupN}) before deploying any of them instead of ${referenceId}.` };
+    const d = candidates[0]!.decision;
+    return { chosen: null, reason: `No choice: the evidence is too thin, ${d.overall.n} paired image(s) against the ${d.minGroupN} a decision needs, so none of ${candidates.map((c) => c.id).join(', ')} can be preferred to ${referenceId} on these numbers; measure on at least ${d.minGroupN} labelled images first.` };
   }
   const ok = candidates.filter((c) => c.decision.accepted);
   if (!ok.length) return { chosen: null, reason: `No candidate was shown non-inferior to ${referenceId} within the margin; keep ${referenceId}.` };

@@ -96,14 +96,14 @@ test('six images: no cheaper model is chosen, the reference is packaged, and the
   const { sel, cands } = run(per, section);
   assert.equal(sel.chosen, null);
   assert.equal(sel.packaged, 'teacher-fp32');
-  assert.match(sel.reason, /too thin: 6 paired image/);
+  assert.match(sel.reason, /too thin, 6 paired image/);
   const report: TradeoffReport = {
     schema: 'lesionfuse.tradeoff-report/1', title: 't', createdAt: 'now', command: 'c', environment: currentEnvironment(),
     candidates: cands, profiles: [section], failures: [], notes: [],
     selection: { rule: sel.rule, chosen: sel.chosen, reason: sel.reason, profile: sel.profile, reference: 'teacher-fp32', packaged: sel.packaged },
   };
   const md = renderMarkdown(report);
-  assert.match(md, /\*\*Keep teacher-fp32 on profile cpu-2t: 140 ms per image/);
-  assert.match(md, /The evidence is too thin to choose a cheaper model: the comparison rests on 6 image\(s\), fewer than the 10/);
+  assert.match(md, /\*\*Keep teacher-fp32 on profile cpu-2t: 140 ms per image .*The evidence is too thin to choose a cheaper model: the comparison rests on 6 image\(s\), fewer than the 10 a decision needs\.\*\*/);
+  assert.match(md, /Why: No choice: the evidence is too thin, 6 paired image\(s\) against the 10 a decision needs, so none of student-fp32, student-int8, teacher-int8 can be preferred to teacher-fp32/);
   assert.match(md, /Groups with too few images to report on: source: isic \(6\)/);
 });

@@ -93,6 +93,6 @@ test('selection: latencies within the spread are a tie, and the smaller file win
 test('selection on six images picks nothing and says the evidence is too thin', () => {
   const s = selectNonInferior([cand('student', -0.003, 6.1, 1e6, 0, 6), cand('student-int8', 0, 9.3, 0.4e6, 0, 6)], 'teacher');
   assert.equal(s.chosen, null);
-  assert.match(s.reason, /too thin: 6 paired image/);
+  assert.match(s.reason, /too thin, 6 paired image\(s\) against the 10 a decision needs, so none of student, student-int8 can be preferred to teacher/);
   assert.equal(selectNonInferior([cand('x', 0.2, 1, 1)], 'teacher').chosen, null);
 });
