@@ -5,6 +5,7 @@ them from the images and truth masks with scikit-image's rgb2lab / deltaE_ciede2
 distance transform, applying the skin rules of src/runtime/subgroups.ts (re-implemented here in numpy),
 and reports the agreement.
 
+    teacher/.venv/bin/pip install scikit-image   # not among the teacher's own requirements (0.26.0 was used)
     teacher/.venv/bin/python bench/subgroups-crosscheck.py \
         --data ../shared/data --per-image reports/subgroups/teacher-test/per_image.csv \
         --out reports/subgroups/crosscheck.json

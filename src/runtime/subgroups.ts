@@ -57,6 +57,19 @@ function finv(t: number): number {
   return t * t * t > EPS ? t * t * t : (116 * t - 16) / KAPPA;
 }
 
+/** CIELAB (D65) of an 8-bit sRGB colour into `out` (no allocation: the per-pixel path). */
+export function rgbToLabInto(r: number, g: number, b: number, out: Float64Array): void {
+  const R = LINEAR_LUT[r & 255]!;
+  const G = LINEAR_LUT[g & 255]!;
+  const B = LINEAR_LUT[b & 255]!;
+  const fx = f((0.4124564 * R + 0.3575761 * G + 0.1804375 * B) / XN);
+  const fy = f(0.2126729 * R + 0.7151522 * G + 0.072175 * B);
+  const fz = f((0.0193339 * R + 0.119192 * G + 0.9503041 * B) / ZN);
+  out[0] = 116 * fy - 16;
+  out[1] = 500 * (fx - fy);
+  out[2] = 200 * (fy - fz);
+}
+
 /** CIELAB (D65) of an 8-bit sRGB colour. */
 export function rgbToLab(r: number, g: number, b: number): Lab {
   const R = LINEAR_LUT[r & 255]!;
@@ -231,6 +244,12 @@ export interface ImageFeatures {
   meanRgb: [number, number, number];
 }
 
+/** Skin hue: atan2(b*, a*) within [-20, 110] degrees. */
+function hueIsSkin(a: number, b: number): boolean {
+  const h = deg(Math.atan2(b, a));
+  return h >= -20 && h <= 110;
+}
+
 function median(values: Float32Array, n: number): number {
   if (n === 0) return NaN;
   const s = values.slice(0, n).sort();
@@ -278,6 +297,7 @@ export function imageFeatures(image: { width: number; height: number; data: Uint
   const ch = Math.max(1, Math.round(0.12 * height));
   let corner = 0;
   let cornerDark = 0;
+  const lab = new Float64Array(3);
   for (let y = 0; y < height; y++) {
     const inCornerRow = y < ch || y >= height - ch;
     for (let x = 0; x < width; x++) {
@@ -288,22 +308,22 @@ export function imageFeatures(image: { width: number; height: number; data: Uint
       sum[0]! += r;
       sum[1]! += g;
       sum[2]! += b;
-      const lab = rgbToLab(r, g, b);
+      rgbToLabInto(r, g, b, lab);
       if (inCornerRow && (x < cw || x >= width - cw)) {
         corner++;
-        if (lab[0] < minL) cornerDark++;
+        if (lab[0]! < minL) cornerDark++;
       }
       if (mask[i]) {
         lesion++;
-        lL[nl] = lab[0];
-        lA[nl] = lab[1];
-        lB[nl] = lab[2];
+        lL[nl] = lab[0]!;
+        lA[nl] = lab[1]!;
+        lB[nl] = lab[2]!;
         nl++;
         continue;
       }
       if (grown[i]) continue;
       outside++;
-      if (lab[0] < minL) {
+      if (lab[0]! < minL) {
         excluded.dark++;
         continue;
       }
@@ -311,15 +331,14 @@ export function imageFeatures(image: { width: number; height: number; data: Uint
         excluded.saturated++;
         continue;
       }
-      const chroma = Math.hypot(lab[1], lab[2]);
-      const hue = deg(Math.atan2(lab[2], lab[1]));
-      if (chroma > maxChroma || (chroma > 25 && (hue < -20 || hue > 110))) {
+      const chroma = Math.sqrt(lab[1]! * lab[1]! + lab[2]! * lab[2]!);
+      if (chroma > maxChroma || (chroma > 25 && !hueIsSkin(lab[1]!, lab[2]!))) {
         excluded.coloured++;
         continue;
       }
-      sL[ns] = lab[0];
-      sA[ns] = lab[1];
-      sB[ns] = lab[2];
+      sL[ns] = lab[0]!;
+      sA[ns] = lab[1]!;
+      sB[ns] = lab[2]!;
       ns++;
     }
   }
