@@ -82,6 +82,8 @@ export interface PackageOptions {
   force?: boolean;
   /** Sign the manifest with this Ed25519 private key (a PEM file from `lesionfuse keygen`). */
   sign?: string;
+  /** The profile of the data the model was validated on (`lesionfuse audit` compares sites with it). Default: data_profile.json beside the model; null for none. */
+  dataProfile?: string | null;
 }
 
 /** One input or output of the model as the manifest lists it. */
@@ -381,6 +383,8 @@ export async function packageBundle(opts: PackageOptions): Promise<PackageResult
     } else {
       await fs.copyFile(modelPath, join(tmp, 'model.onnx'));
     }
+    const dataProfile = opts.dataProfile === undefined ? join(dirname(modelPath), 'data_profile.json') : opts.dataProfile;
+    if (dataProfile && existsSync(dataProfile)) await fs.copyFile(dataProfile, join(tmp, 'data_profile.json'));
     const modelSha = await sha256File(join(tmp, 'model.onnx'));
     const modelSize = (await fs.stat(join(tmp, 'model.onnx'))).size;
 

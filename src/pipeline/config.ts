@@ -16,7 +16,7 @@ import { listProfiles } from '../runtime/profiles.js';
 
 const SPLITS = ['train', 'val', 'test', 'all'] as const;
 export const CALIBRATORS = ['minmax', 'percentile', 'entropy'] as const;
-export const SELECTION_RULES = ['fastest-within', 'best-dice', 'named'] as const;
+export const SELECTION_RULES = ['non-inferior', 'fastest-within', 'best-dice', 'named'] as const;
 
 const ModelRef = z.string().min(1);
 const InputSize = z.string().regex(/^\d+x\d+$/, 'must be HxW, e.g. 192x256');
@@ -124,7 +124,13 @@ export const PipelineSchema = z
       .default({ overlays: 3 }),
     select: z
       .object({
-        rule: z.enum(SELECTION_RULES).default('fastest-within'),
+        rule: z.enum(SELECTION_RULES).default('non-inferior'),
+        /** non-inferior: largest acceptable Dice loss against the reference (upper bound of its 95% interval). */
+        margin: z.number().min(0).max(1).default(0.01),
+        /** non-inferior: the candidate id every other is compared with (default: the teacher's fp32 candidate, else the best Dice). */
+        reference: z.string().optional(),
+        /** non-inferior: fewest images a decision (and a subgroup in it) needs. */
+        minGroupN: z.number().int().min(2).default(10),
         /** The profile whose latency decides (fastest-within). Default: the first profile. */
         profile: z.string().optional(),
         /** fastest-within: allowed Dice drop from the best candidate. */
@@ -133,7 +139,7 @@ export const PipelineSchema = z
         candidate: z.string().optional(),
       })
       .strict()
-      .default({ rule: 'fastest-within', maxDiceDrop: 0.02 }),
+      .default({ rule: 'non-inferior', margin: 0.01, minGroupN: 10, maxDiceDrop: 0.02 }),
     package: z
       .object({
         enabled: z.boolean().default(true),
@@ -353,7 +359,7 @@ function semanticProblems(v: LooseConfig, baseDir: string): { problems: string[]
     if (!isStr(select.candidate)) problems.push(`select.candidate: required when select.rule is 'named'; allowed: ${all.join(', ')}`);
     else if (!all.includes(select.candidate)) problems.push(`select.candidate: unknown candidate '${select.candidate}'; allowed: ${all.join(', ')}`);
   } else if (isStr(select.candidate) && select.rule !== 'named') {
-    problems.push(`select.candidate: only used when select.rule is 'named' (rule is '${select.rule ?? 'fastest-within'}')`);
+    problems.push(`select.candidate: only used when select.rule is 'named' (rule is '${select.rule ?? 'non-inferior'}')`);
   }
   const folder = (obj: unknown, where: string): void => {
     if (!isObj(obj) || !isStr(obj.path)) return;

@@ -18,6 +18,7 @@ import { findModelCard } from '../package/card.js';
 import { runStep, FileHasher, type StepOutcome } from './cache.js';
 import { studentIds, type PipelineConfig } from './config.js';
 import { benchmarkStage, distillStage, evaluateStage, modelFacts, overlaysStage, quantizeStage, rewriteStage } from './stages.js';
+import { nonInferiorChoice, readPerImage, referenceId, type PerImageScores } from './select.js';
 
 /** Options of {@link runPipeline}. */
 export interface RunOptions {
@@ -175,6 +176,7 @@ export async function runPipeline(cfg: PipelineConfig, opts: RunOptions = {}): P
   const evalSettings = { dataset: cfg.dataset, profile: evalProfile };
   const accuracy = new Map<string, AccuracySummary>();
   const accuracyError = new Map<string, string>();
+  const evalDirs = new Map<string, string>();
   const overlays = new Map<string, { image: string; file: string; abs: string }[]>();
   const outcomes = new Map<string, Record<string, ProfileOutcome>>(profiles.map((p) => [p.name, {}]));
   for (const c of candidates) {
@@ -187,7 +189,10 @@ export async function runPipeline(cfg: PipelineConfig, opts: RunOptions = {}): P
     const ev = await runStep({ id: `evaluate/${c.id}`, dir: join(stepsDir, 'evaluate', safe(c.id)), inputs: [model, ...evalDataFiles], settings: evalSettings }, hasher, (dir) => evaluateStage(cfg, model, evalProfile, dir));
     record(ev);
     if (ev.status === 'failed') accuracyError.set(c.id, `evaluation failed: ${ev.reason}`);
-    else accuracy.set(c.id, ev.result);
+    else {
+      accuracy.set(c.id, ev.result);
+      evalDirs.set(c.id, ev.dir);
+    }
     if (cfg.report.overlays > 0) {
       const ov = await runStep({ id: `overlays/${c.id}`, dir: join(stepsDir, 'overlays', safe(c.id)), inputs: [model, ...evalDataFiles.slice(0, 2 * cfg.report.overlays)], settings: { ...evalSettings, n: cfg.report.overlays } }, hasher, (dir) => overlaysStage(cfg, model, evalProfile, cfg.report.overlays, dir));
       record(ov);
@@ -232,7 +237,15 @@ export async function runPipeline(cfg: PipelineConfig, opts: RunOptions = {}): P
   notes.push('Candidates are benchmarked one after another (not interleaved): on a shared, loaded machine a difference of a few tens of percent between two candidates can be noise. Compare within this report, not with other reports.');
 
   // 5. Choose the candidate to package.
-  const selection = choose(cfg, summaries, sections, runnable.map((p) => p.name));
+  const perImage = new Map<string, PerImageScores[]>();
+  for (const [id, dir] of evalDirs) perImage.set(id, await readPerImage(dir));
+  const selection = cfg.select.rule === 'non-inferior'
+    ? nonInferiorChoice(cfg, summaries, sections, runnable.map((p) => p.name), perImage)
+    : { ...choose(cfg, summaries, sections, runnable.map((p) => p.name)), packaged: undefined };
+  const packagedId = selection.packaged ?? selection.chosen;
+  if (cfg.select.rule === 'non-inferior') {
+    notes.push(`Candidates are compared with ${referenceId(cfg, summaries) ?? 'the reference'} image by image: a candidate is accepted only when the upper bound of the 95% interval of its Dice loss is within ${cfg.select.margin}, overall and in the worst group with at least ${cfg.select.minGroupN} images.`);
+  }
   const report: TradeoffReport = {
     schema: 'lesionfuse.tradeoff-report/1',
     title: opts.title ?? cfg.report.title ?? `LesionFuse trade-off: ${cfg.name}`,
@@ -241,7 +254,7 @@ export async function runPipeline(cfg: PipelineConfig, opts: RunOptions = {}): P
     environment: currentEnvironment(),
     candidates: summaries,
     profiles: sections,
-    selection: { rule: selection.rule, chosen: selection.chosen, reason: selection.reason },
+    selection: { rule: selection.rule, chosen: selection.chosen, reason: selection.reason, profile: selection.profile, reference: cfg.select.rule === 'non-inferior' ? referenceId(cfg, summaries) : null, packaged: packagedId },
     failures: [],
     notes,
   };
@@ -249,9 +262,9 @@ export async function runPipeline(cfg: PipelineConfig, opts: RunOptions = {}): P
   // 6. Package it.
   let bundle: PackageResult | null = null;
   if (cfg.package.enabled) {
-    const chosen = candidates.find((c) => c.id === selection.chosen);
+    const chosen = candidates.find((c) => c.id === packagedId);
     if (!chosen || !chosen.path) {
-      skip('package', selection.chosen ? `candidate ${selection.chosen} has no model` : `no candidate chosen: ${selection.reason}`);
+      skip('package', packagedId ? `candidate ${packagedId} has no model` : `no candidate chosen: ${selection.reason}`);
     } else {
       const profile = cfg.package.profile ?? selection.profile ?? runnable[0]?.name ?? 'cpu-2t';
       const acc = accuracy.get(chosen.id);
@@ -299,7 +312,7 @@ export async function runPipeline(cfg: PipelineConfig, opts: RunOptions = {}): P
   const failed = steps.filter((s) => s.status === 'failed');
   log.info(`pipeline ${cfg.name}: ${steps.filter((s) => s.status === 'ran').length} steps ran, ${steps.filter((s) => s.status === 'reused').length} reused, ` +
     `${steps.filter((s) => s.status === 'skipped').length} skipped, ${failed.length} failed, in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-  return { steps, failed, report: written, reportJson: report, bundle, chosen: selection.chosen, outDir: out };
+  return { steps, failed, report: written, reportJson: report, bundle, chosen: packagedId, outDir: out };
 }
 
 /** The image and mask files an evaluation reads (for the cache key); [] when the dataset cannot be opened (the step then fails with the reason). */

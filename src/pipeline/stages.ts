@@ -99,7 +99,7 @@ export async function quantizeStage(cfg: PipelineConfig, input: string, dir: str
 /** Evaluate a model on the config's dataset; writes metrics.json + per_image.csv into `dir`. */
 export async function evaluateStage(cfg: PipelineConfig, model: string, profile: string, dir: string): Promise<{ files: string[]; result: AccuracySummary }> {
   const r = await evaluate({ model, data: cfg.dataset.path, split: cfg.dataset.split as Split | undefined, sources: cfg.dataset.sources, limit: cfg.dataset.limit, profile, out: dir });
-  return { files: ['metrics.json', 'per_image.csv'], result: accuracyFromEval(r, describeDataset(cfg, r.n_images, r.split)) };
+  return { files: ['metrics.json', 'per_image.csv', 'subgroups.md'], result: accuracyFromEval(r, describeDataset(cfg, r.n_images, r.split)) };
 }
 
 /** What an evaluation scored, in words, for the report. */

@@ -21,6 +21,8 @@ import { foldBatchNormIntoConv } from '../export/batchnorm.js';
 import { openDataset } from '../runtime/dataset.js';
 import { decodeImage, readMask, resizeMaskNearest, toModelInput } from '../runtime/image.js';
 import { dice } from '../runtime/metrics.js';
+import { imageFeatures } from '../runtime/subgroups.js';
+import { nonInferiority, type NonInferiorityResult } from '../runtime/noninferiority.js';
 import { LesionFuseError, describeError } from '../util/errors.js';
 import { writeJsonAtomic } from '../util/atomic.js';
 import { log } from '../util/log.js';
@@ -111,7 +113,13 @@ export interface QuantizeResult {
   calibration: { method: CalibrationMethod; source: string; images: number; batches: number; seconds: number; tensors: number };
   /** Dice at the model's input resolution on the val images, or null when no val masks were available. */
   dice: { float: number; quantized: number; drop: number; images: number; source: string; resolution: string } | null;
-  gate: { maxDrop: number; passed: boolean | null; verdict: string };
+  gate: {
+    maxDrop: number;
+    passed: boolean | null;
+    verdict: string;
+    /** The non-inferiority decision on the paired per-image val Dice (null without val masks). */
+    decision: { verdict: string; n: number; meanLoss: number; lossCi95: [number, number]; worstGroup: { dimension: string; group: string; n: number; lossCi95: [number, number] } | null; tooSmall: string[] } | null;
+  };
   sensitivity: LayerSensitivity[] | null;
   autoExcluded: LayerSensitivity[];
   settings: {
@@ -236,6 +244,8 @@ export interface MaskedImageSet {
   source: string;
   batches: { data: Float32Array; n: number; masks: Uint8Array[] }[];
   images: number;
+  /** Per image (in batch order): subgroup labels (source, skin tone, lesion size) from the image and its mask at the original size. */
+  groups?: Record<string, string>[];
 }
 
 async function loadValSet(source: string, io: ModelIO, limit: number, batch: number, split: 'train' | 'val' | 'test' | 'all'): Promise<MaskedImageSet | null> {
@@ -263,7 +273,7 @@ export async function loadMaskedImages(source: string, split: 'train' | 'val' | 
   }
   const chosen = spreadSample(items, limit);
   const spec = { mean: io.meta.mean, std: io.meta.std, channelOrder: io.meta.channelOrder, height: io.height, width: io.width };
-  const out: MaskedImageSet = { source, batches: [], images: 0 };
+  const out: MaskedImageSet = { source, batches: [], images: 0, groups: [] };
   for (const group of chunks(chosen, io.batchFree ? Math.max(1, batch) : 1)) {
     const imgs = [];
     const masks = [];
@@ -271,8 +281,10 @@ export async function loadMaskedImages(source: string, split: 'train' | 'val' | 
       try {
         const img = await decodeImage(it.imagePath);
         const m = await readMask(it.maskPath);
+        const feat = imageFeatures(img, m.data);
         imgs.push(img);
         masks.push(resizeMaskNearest(m, io.width, io.height).data);
+        out.groups!.push({ source: it.source, 'skin tone (ITA)': feat.itaGroup, 'lesion size': feat.size });
       } catch (err) {
         log.warn(`skipping ${split} image: ${describeError(err)}`);
       }
@@ -314,6 +326,11 @@ export async function diceAtModelResolutionPerImage(model: Model, io: ModelIO, v
     await session.release();
   }
   return per;
+}
+
+function summariseGate(d: NonInferiorityResult): NonNullable<QuantizeResult['gate']['decision']> {
+  const w = d.worstGroup;
+  return { verdict: d.verdict, n: d.overall.n, meanLoss: d.overall.meanLoss, lossCi95: d.overall.ci95, worstGroup: w ? { dimension: w.dimension, group: w.group, n: w.n, lossCi95: w.ci95 } : null, tooSmall: d.tooSmall };
 }
 
 /** Build the INT8 model for a plan (static QDQ, then dynamic MatMuls when asked). */
@@ -399,9 +416,14 @@ export async function quantize(input: Model, opts: QuantizeOptions): Promise<Qua
   let sensitivity: LayerSensitivity[] | null = null;
   const autoExcluded: LayerSensitivity[] = [];
   const sensMode = opts.sensitivity ?? 'auto';
+  let perFloat: number[] = [];
+  let perQ: number[] = [];
+  const mean = (v: number[]): number => v.reduce((a, b) => a + b, 0) / v.length;
   if (val) {
-    diceFloat = await diceAtModelResolution(model, io, val, threads);
-    diceQ = await diceAtModelResolution(current.model, io, val, threads);
+    perFloat = await diceAtModelResolutionPerImage(model, io, val, threads);
+    perQ = await diceAtModelResolutionPerImage(current.model, io, val, threads);
+    diceFloat = mean(perFloat);
+    diceQ = mean(perQ);
     log.info(`val Dice (${val.images} images at ${io.height}x${io.width}): float ${diceFloat.toFixed(4)}, INT8 ${diceQ.toFixed(4)}`);
     if (sensMode === 'always' || (sensMode === 'auto' && diceFloat - diceQ > gate)) {
       const probeSet = subset(val, opts.sensitivityImages ?? 8);
@@ -412,7 +434,8 @@ export async function quantize(input: Model, opts: QuantizeOptions): Promise<Qua
         if (r) {
           current = r.built;
           currentPlan = r.plan;
-          diceQ = r.dice;
+          perQ = await diceAtModelResolutionPerImage(current.model, io, val, threads);
+          diceQ = mean(perQ);
           autoExcluded.push(...r.excluded);
         }
       }
@@ -421,11 +444,17 @@ export async function quantize(input: Model, opts: QuantizeOptions): Promise<Qua
     throw new LesionFuseError('sensitivity analysis needs a val split with masks (--val DIR)');
   }
   const drop = diceFloat - diceQ;
-  const passed = val ? drop <= gate : null;
+  // The gate is a non-inferiority decision on the paired per-image Dice (runtime/noninferiority.ts): the
+  // upper bound of the 95% interval of the loss within the gate, overall and in the worst subgroup with
+  // enough images. With fewer val images than a decision needs it falls back to the mean drop, and says so.
+  const decision = val ? nonInferiority({ candidate: perQ, reference: perFloat, groups: val.groups, margin: gate }) : null;
+  const thin = decision?.verdict === 'too-few-images';
+  const passed = val ? (thin ? drop <= gate : decision!.accepted) : null;
+  const kept = autoExcluded.length ? (passed ? ` after keeping ${autoExcluded.length} sensitive layer(s) in float` : ` even with ${autoExcluded.length} layer(s) kept in float`) : '';
   const verdict = val
-    ? passed
-      ? `passed: Dice drop ${drop.toFixed(4)} <= ${gate}${autoExcluded.length ? ` after keeping ${autoExcluded.length} sensitive layer(s) in float` : ''}`
-      : `failed: Dice drop ${drop.toFixed(4)} > ${gate}${autoExcluded.length ? ` even with ${autoExcluded.length} layer(s) kept in float` : ''}`
+    ? thin
+      ? `${passed ? 'passed' : 'failed'}: Dice drop ${drop.toFixed(4)} ${passed ? '<=' : '>'} ${gate}${kept} (a mean over only ${decision!.overall.n} val image(s), too few for the interval rule, which needs ${decision!.minGroupN})`
+      : `${passed ? 'passed' : 'failed'}${kept}: ${decision!.reason}`
     : 'not evaluated: no val split with masks';
   const sensReason = new Map(autoExcluded.map((l) => [l.node, l]));
   const floatNodes = currentPlan.float.map((f) => {
@@ -440,7 +469,7 @@ export async function quantize(input: Model, opts: QuantizeOptions): Promise<Qua
     dynamicMatMuls: current.dynamic,
     calibration: { method, source: opts.calib, images: cal.images, batches: cal.batches, seconds: cal.seconds, tensors: plan.calibrate.length },
     dice: val ? { float: diceFloat, quantized: diceQ, drop, images: val.images, source: `${valSource} (${valSplit === 'all' ? 'all images' : `${valSplit} split`})`, resolution: `${io.height}x${io.width} (model input)` } : null,
-    gate: { maxDrop: gate, passed, verdict },
+    gate: { maxDrop: gate, passed, verdict, decision: decision ? summariseGate(decision) : null },
     sensitivity,
     autoExcluded,
     settings: {
@@ -585,7 +614,7 @@ export async function quantizeFile(inputPath: string, outputPath: string, opts: 
   const r = await quantize(model, opts);
   if (r.gate.passed === false && !opts.force) {
     throw new LesionFuseError(
-      `INT8 model not written: val Dice drop ${r.dice!.drop.toFixed(4)} (float ${r.dice!.float.toFixed(4)} -> INT8 ${r.dice!.quantized.toFixed(4)}) exceeds the gate ${r.gate.maxDrop}; exclude layers (--exclude), raise --gate, or --force to write it anyway`,
+      `INT8 model not written: val Dice drop ${r.dice!.drop.toFixed(4)} (float ${r.dice!.float.toFixed(4)} -> INT8 ${r.dice!.quantized.toFixed(4)}) ${r.dice!.drop > r.gate.maxDrop ? `exceeds the gate ${r.gate.maxDrop}` : `is within the gate ${r.gate.maxDrop} on average, but ${r.gate.verdict.replace(/^failed: /, '')}`}; exclude layers (--exclude), raise --gate, or --force to write it anyway`,
       { subject: outputPath },
     );
   }

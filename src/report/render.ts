@@ -11,6 +11,22 @@ import { VERSION } from '../version.js';
 import { paretoFront } from './pareto.js';
 import { renderTradeoffSvg, xmlEscape, type PlotPoint } from './svg.js';
 import type { CandidateSummary, Environment, ProfileSection, TradeoffReport } from './types.js';
+import { plainSummary } from './plain.js';
+import { subgroupBlocks } from '../runtime/subgroup-table.js';
+
+const sgn = (x: number): string => (x >= 0 ? '+' : '') + x.toFixed(4);
+
+/** The decision rows: candidate, verdict, Dice loss [CI], worst group, groups too small. */
+export function decisionRows(report: TradeoffReport): string[][] {
+  return report.candidates.filter((c) => c.decision).map((c) => {
+    const d = c.decision!;
+    const w = d.worstGroup;
+    return [c.label, d.verdict, `${sgn(d.meanLoss)} [${sgn(d.lossCi95[0])}, ${sgn(d.lossCi95[1])}] (n=${d.n})`,
+      w ? `${w.dimension}: ${w.group} (n=${w.n}) ${sgn(w.meanLoss)} [${sgn(w.lossCi95[0])}, ${sgn(w.lossCi95[1])}]` : 'none with enough images',
+      d.tooSmall.length ? d.tooSmall.join('; ') : 'none'];
+  });
+}
+const DECISION_HEADER = ['candidate', 'verdict', 'Dice loss vs reference [95% CI]', 'worst group with enough images', 'groups too small to check'];
 
 /** The machine and versions, for the report header (docs/benchmarks.md: numbers without them mean little). */
 export function currentEnvironment(): Environment {
@@ -108,6 +124,14 @@ export function renderMarkdown(report: TradeoffReport): string {
   const L: string[] = [];
   const e = report.environment;
   L.push(`# ${report.title}`, '');
+  const plain = plainSummary(report);
+  if (plain) {
+    L.push('## What to deploy', '', `**${plain.headline}**`, '');
+    for (const d of plain.details) L.push(d, '');
+    L.push('Words used here:', '');
+    for (const [t, d] of plain.glossary) L.push(`- **${t}**: ${d}`);
+    L.push('', '## Engineering details', '');
+  }
   L.push(`Made ${report.createdAt} by \`${report.command}\`.`, '');
   L.push(`Machine: ${e.cpu}, ${e.cores} cores, ${e.totalMemoryGb} GB, ${e.platform}. Node.js ${e.node}, onnxruntime-node ${e.onnxruntime}, LesionFuse ${e.sdk}.`, '');
   if (report.notes.length) {
@@ -136,7 +160,26 @@ export function renderMarkdown(report: TradeoffReport): string {
   }
   if (report.selection) {
     L.push('## Chosen for packaging', '');
-    L.push(`Rule: ${report.selection.rule}. Chosen: ${report.selection.chosen ?? 'none'}. ${report.selection.reason}`, '');
+    L.push(`Rule: ${report.selection.rule}. Chosen: ${report.selection.chosen ?? 'none'}${report.selection.packaged && report.selection.packaged !== report.selection.chosen ? ` (packaged instead: ${report.selection.packaged}, the reference)` : ''}. ${report.selection.reason}`, '');
+  }
+  const dec = decisionRows(report);
+  if (dec.length) {
+    L.push(`## Decisions against ${report.selection?.reference ?? 'the reference'}`, '');
+    L.push(`| ${DECISION_HEADER.join(' | ')} |`, `|${DECISION_HEADER.map(() => '---').join('|')}|`);
+    for (const r of dec) L.push(`| ${r.map(mdCell).join(' | ')} |`);
+    L.push('');
+  }
+  const withGroups = report.candidates.filter((c) => c.subgroups?.length);
+  if (withGroups.length) {
+    L.push('## Subgroups', '', 'Per group of test images (groups from each image and its truth mask; too-small groups show no numbers). Differences are paired, image by image, against the reference.', '');
+    for (const c of withGroups) {
+      L.push(`### ${c.label}`, '');
+      for (const b of subgroupBlocks(c.subgroups!, { minN: c.decision?.minGroupN, referenceName: report.selection?.reference ?? 'reference' })) {
+        L.push(`**${b.dimension}**`, '', `| ${b.header.join(' | ')} |`, `|${b.header.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`);
+        for (const r of b.rows) L.push(`| ${r.map(mdCell).join(' | ')} |`);
+        L.push('');
+      }
+    }
   }
   if (report.failures.length) {
     L.push('## Failed steps', '');
@@ -161,6 +204,13 @@ export function renderHtml(report: TradeoffReport, plots: Record<string, string>
     '.note{color:#8a3b00}.overlays img{height:140px;margin:4px;border:1px solid #ccc}code{background:#f5f5f5;padding:1px 4px}</style>');
   H.push('</head><body>');
   H.push(`<h1>${htmlEscape(report.title)}</h1>`);
+  const plain = plainSummary(report);
+  if (plain) {
+    H.push('<h2>What to deploy</h2>', `<p><b>${htmlEscape(plain.headline)}</b></p>`);
+    for (const d of plain.details) H.push(`<p>${htmlEscape(d)}</p>`);
+    H.push('<details open><summary>Words used here</summary><dl>' + plain.glossary.map(([t, d]) => `<dt><b>${htmlEscape(t)}</b></dt><dd>${htmlEscape(d)}</dd>`).join('') + '</dl></details>');
+    H.push('<h2>Engineering details</h2>');
+  }
   H.push(`<p>Made ${htmlEscape(report.createdAt)} by <code>${htmlEscape(report.command)}</code>.<br>` +
     `Machine: ${htmlEscape(`${e.cpu}, ${e.cores} cores, ${e.totalMemoryGb} GB, ${e.platform}`)}; Node.js ${htmlEscape(e.node)}, ` +
     `onnxruntime-node ${htmlEscape(e.onnxruntime)}, LesionFuse ${htmlEscape(e.sdk)}. Machine-readable: <a href="report.json">report.json</a>, ` +
@@ -193,6 +243,19 @@ export function renderHtml(report: TradeoffReport, plots: Record<string, string>
   }
   if (report.selection) {
     H.push(`<h2>Chosen for packaging</h2><p>Rule: ${htmlEscape(report.selection.rule)}. Chosen: <b>${htmlEscape(report.selection.chosen ?? 'none')}</b>. ${htmlEscape(report.selection.reason)}</p>`);
+  }
+  const table = (header: string[], rows: string[][]): string =>
+    '<table><thead><tr>' + header.map((h) => `<th>${htmlEscape(h)}</th>`).join('') + '</tr></thead><tbody>' +
+    rows.map((r) => '<tr>' + r.map((c) => `<td>${htmlEscape(c)}</td>`).join('') + '</tr>').join('') + '</tbody></table>';
+  const dec = decisionRows(report);
+  if (dec.length) H.push(`<h2>Decisions against ${htmlEscape(report.selection?.reference ?? 'the reference')}</h2>`, table(DECISION_HEADER, dec));
+  const withGroups = report.candidates.filter((c) => c.subgroups?.length);
+  if (withGroups.length) {
+    H.push('<h2>Subgroups</h2><p>Per group of test images (groups from each image and its truth mask; too-small groups show no numbers). Differences are paired, image by image, against the reference.</p>');
+    for (const c of withGroups) {
+      H.push(`<h3>${htmlEscape(c.label)}</h3>`);
+      for (const b of subgroupBlocks(c.subgroups!, { minN: c.decision?.minGroupN, referenceName: report.selection?.reference ?? 'reference' })) H.push(`<h4>${htmlEscape(b.dimension)}</h4>`, table(b.header, b.rows));
+    }
   }
   if (report.failures.length) {
     H.push('<h2>Failed steps</h2><ul>' + report.failures.map((f) => `<li>${htmlEscape(f.step)}: ${htmlEscape(f.reason)}</li>`).join('') + '</ul>');

@@ -3,6 +3,8 @@
  * (Markdown, HTML, SVG) only format it, so `report.json` and the pages always agree.
  */
 
+import type { GroupRow } from '../runtime/subgroup-table.js';
+
 /** Accuracy of one candidate on one dataset, at the original image resolution. */
 export interface AccuracySummary {
   /** Images scored (failures excluded). */
@@ -59,6 +61,24 @@ export interface CandidateSummary {
   accuracyError?: string;
   /** Overlay PNGs, paths relative to the report folder. */
   overlays: { image: string; file: string }[];
+  /** Per-group n, Dice and HD95 (paired against the reference candidate for the others); see runtime/subgroup-table.ts. */
+  subgroups?: GroupRow[];
+  /** The non-inferiority decision against the reference candidate (runtime/noninferiority.ts). */
+  decision?: {
+    reference: string;
+    verdict: 'non-inferior' | 'not-shown' | 'inferior' | 'too-few-images';
+    margin: number;
+    minGroupN: number;
+    /** Paired images. */
+    n: number;
+    /** Mean Dice loss (reference - candidate) and its 95% interval. */
+    meanLoss: number;
+    lossCi95: [number, number];
+    worstGroup: { dimension: string; group: string; n: number; meanLoss: number; lossCi95: [number, number] } | null;
+    /** Groups too small to decide on: "dimension: group (n)". */
+    tooSmall: string[];
+    reason: string;
+  };
 }
 
 /** One target profile and every candidate on it. */
@@ -96,7 +116,7 @@ export interface TradeoffReport {
   candidates: CandidateSummary[];
   profiles: ProfileSection[];
   /** The candidate chosen for packaging, and why. */
-  selection?: { rule: string; chosen: string | null; reason: string };
+  selection?: { rule: string; chosen: string | null; reason: string; profile?: string | null; reference?: string | null; packaged?: string | null };
   /** Steps that failed, with why (the report still shows everything else). */
   failures: { step: string; reason: string }[];
   /** Caveats a reader must see (demo shortcuts, fewer runs than a real benchmark...). */

@@ -9,9 +9,12 @@ import { basename, extname, join, resolve } from 'node:path';
 import { LesionFuseError, describeError } from '../util/errors.js';
 import { writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
 import { Progress } from '../util/progress.js';
+import { log } from '../util/log.js';
 import { VERSION } from '../version.js';
-import { IMAGE_EXTENSIONS, readMask } from './image.js';
-import { assertPaired, openDataset, type Split } from './dataset.js';
+import { IMAGE_EXTENSIONS, decodeImage, readMask } from './image.js';
+import { contrastBin, imageFeatures, readGroupsCsv, tertileCuts, type UserGroups } from './subgroups.js';
+import { MIN_GROUP_N, subgroupMarkdown, subgroupTable, type GroupRow } from './subgroup-table.js';
+import { assertPaired, openDataset, parseCsvLine, type Split } from './dataset.js';
 import { METRIC_NAMES, bootstrapCI, imageMetrics, meanOf, type ImageMetrics, type MetricName } from './metrics.js';
 import { Segmenter, DEFAULT_PROFILE, type SegmenterOptions } from './segmenter.js';
 import { failureReason, readSegmentRecord } from './segment.js';
@@ -26,6 +29,19 @@ export interface PerImageRow extends ImageMetrics {
   height: number;
   /** Decoding or mask warnings for this image, joined by ' | '. */
   warnings: string;
+  /** Image-derived features (subgroups.ts), from the image and its TRUTH mask; absent for `--pred` scoring. */
+  features?: RowFeatures;
+  /** Subgroup labels: dimension -> group (source, skin tone (ITA), lesion size, resolution, contrast, user columns). */
+  groups?: Record<string, string>;
+}
+
+export interface RowFeatures {
+  ita: number;
+  ita_group: string;
+  lesion_share_percent: number;
+  contrast_de00: number;
+  dark_corner_share: number;
+  coloured_share: number;
 }
 
 export interface Summary {
@@ -53,6 +69,14 @@ export interface EvalResult extends Summary {
   n_masks_thresholded: number;
   /** `eval --pred` with `skipUnpaired`: how many masks on each side had no partner and were left out. */
   unpaired?: { truth_without_prediction: number; prediction_without_truth: number };
+  /** Per-group n, Dice and HD95 (and paired differences from `reference` when given); see subgroup-table.ts. */
+  subgroups: GroupRow[];
+  /** Groups with fewer images than this show no numbers. */
+  subgroup_min_n: number;
+  /** CIEDE2000 tertile cut points of lesion-skin contrast over these images. */
+  contrast_cuts_de00: [number, number] | null;
+  /** The earlier evaluation the paired differences are against, when given. */
+  reference: string | null;
   sdk_version: string;
   created_at: string;
 }
@@ -81,6 +105,45 @@ export interface EvaluateOptions {
   onProgress?: (done: number, total: number, id: string) => void;
   /** Show the progress line on stderr (default true). */
   progress?: boolean;
+  /** User groups: a groups.csv path (id -> group columns) or its parsed form. */
+  groups?: string | UserGroups;
+  /** An earlier evaluation (metrics.json or per_image.csv) of a reference model on the same images: adds paired differences per group. */
+  reference?: string;
+  /** Fewest images a group needs to show numbers (default {@link MIN_GROUP_N}). */
+  minGroupN?: number;
+}
+
+/** Per-image Dice and HD95 of an earlier evaluation (metrics.json or per_image.csv), by image id. */
+export async function readReferenceScores(path: string): Promise<Map<string, { dice: number; hd95: number }>> {
+  let text: string;
+  try {
+    text = await fs.readFile(path, 'utf8');
+  } catch (e) {
+    throw new LesionFuseError(`cannot read the reference evaluation: ${describeError(e)}`, { subject: path });
+  }
+  const out = new Map<string, { dice: number; hd95: number }>();
+  const num = (v: unknown): number => (v === null || v === undefined || v === '' || v === 'NaN' ? NaN : Number(v));
+  if (path.endsWith('.json')) {
+    let j: { per_image?: { id: string; dice: unknown; hd95: unknown }[] };
+    try {
+      j = JSON.parse(text);
+    } catch (e) {
+      throw new LesionFuseError(`not JSON: ${describeError(e)}`, { subject: path });
+    }
+    if (!Array.isArray(j.per_image)) throw new LesionFuseError('no per_image list: give the metrics.json that lesionfuse eval wrote', { subject: path });
+    for (const r of j.per_image) out.set(r.id, { dice: num(r.dice), hd95: num(r.hd95) });
+  } else {
+    const lines = text.split(/\r?\n/).filter((l) => l.trim() !== '');
+    const head = parseCsvLine(lines[0] ?? '');
+    const [ci, cd, ch] = ['id', 'dice', 'hd95'].map((c) => head.indexOf(c));
+    if (ci! < 0 || cd! < 0 || ch! < 0) throw new LesionFuseError('needs id, dice and hd95 columns: give the per_image.csv that lesionfuse eval wrote', { subject: path });
+    for (const l of lines.slice(1)) {
+      const c = parseCsvLine(l);
+      out.set(c[ci!]!, { dice: num(c[cd!]), hd95: num(c[ch!]) });
+    }
+  }
+  if (out.size === 0) throw new LesionFuseError('the reference evaluation has no images', { subject: path });
+  return out;
 }
 
 /** Means, bootstrap intervals and counts of per-image rows. */
@@ -103,12 +166,40 @@ function csvCell(v: string | number): string {
   return /[",\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v;
 }
 
-/** per_image.csv text: id, source, width, height, the metrics, warnings. */
+const FEATURE_COLUMNS = ['ita', 'ita_group', 'lesion_share_percent', 'contrast_de00', 'dark_corner_share', 'coloured_share'] as const;
+
+/** per_image.csv text: id, source, width, height, the metrics, the image features and group labels (when computed), warnings. */
 export function perImageCsv(rows: readonly PerImageRow[]): string {
-  const cols = ['id', 'source', 'width', 'height', ...METRIC_NAMES, 'warnings'] as const;
-  const lines = [cols.join(',')];
-  for (const r of rows) lines.push(cols.map((c) => csvCell(r[c as keyof PerImageRow] as string | number)).join(','));
+  const cols = ['id', 'source', 'width', 'height', ...METRIC_NAMES] as const;
+  const withFeatures = rows.some((r) => r.features);
+  const groupCols = [...new Set(rows.flatMap((r) => Object.keys(r.groups ?? {})))].filter((g) => g !== 'source');
+  const head: string[] = [...cols, ...(withFeatures ? FEATURE_COLUMNS : []), ...groupCols.map((g) => `group:${g}`), 'warnings'];
+  const lines = [head.map(csvCell).join(',')];
+  for (const r of rows) {
+    const cells: (string | number)[] = cols.map((c) => r[c as keyof PerImageRow] as string | number);
+    if (withFeatures) cells.push(...FEATURE_COLUMNS.map((c) => r.features?.[c] ?? ''));
+    cells.push(...groupCols.map((g) => r.groups?.[g] ?? ''), r.warnings);
+    lines.push(cells.map(csvCell).join(','));
+  }
   return lines.join('\n') + '\n';
+}
+
+/**
+ * Contrast groups (tertiles over these rows) and the subgroup table. Rows without features get only
+ * their source (and user groups) as groups.
+ */
+function groupRows(rows: PerImageRow[], opts: { reference?: Map<string, { dice: number; hd95: number }>; minN: number }): { table: GroupRow[]; cuts: [number, number] | null } {
+  const withF = rows.filter((r) => r.features);
+  const cuts = withF.length ? tertileCuts(withF.map((r) => r.features!.contrast_de00)) : null;
+  for (const r of rows) {
+    r.groups = { source: r.source, ...(r.groups ?? {}) };
+    if (r.features && cuts) r.groups['contrast'] = contrastBin(r.features.contrast_de00, cuts);
+  }
+  const table = subgroupTable(
+    rows.map((r) => ({ id: r.id, dice: r.dice, hd95: r.hd95, groups: r.groups! })),
+    { reference: opts.reference, minN: opts.minN },
+  );
+  return { table, cuts: cuts && Number.isFinite(cuts[0]) ? cuts : null };
 }
 
 function finalise(
@@ -116,9 +207,12 @@ function finalise(
   rows: PerImageRow[],
   failures: EvalResult['failures'],
   nThresholded: number,
+  sub: { reference?: Map<string, { dice: number; hd95: number }>; referencePath?: string; minN?: number } = {},
 ): EvalResult {
   const perSource: Record<string, Summary> = {};
   for (const src of [...new Set(rows.map((r) => r.source))].sort()) perSource[src] = summarise(rows.filter((r) => r.source === src));
+  const minN = sub.minN ?? MIN_GROUP_N;
+  const { table, cuts } = groupRows(rows, { reference: sub.reference, minN });
   return {
     ...base,
     ...summarise(rows),
@@ -127,6 +221,10 @@ function finalise(
     per_image: rows,
     failures,
     n_masks_thresholded: nThresholded,
+    subgroups: table,
+    subgroup_min_n: minN,
+    contrast_cuts_de00: cuts,
+    reference: sub.referencePath ? resolve(sub.referencePath) : null,
     sdk_version: VERSION,
     created_at: new Date().toISOString(),
   };
@@ -141,6 +239,21 @@ async function writeOutputs(out: string | undefined, result: EvalResult): Promis
   if (!out) return;
   await writeJsonAtomic(join(out, 'metrics.json'), jsonSafe(result));
   await writeFileAtomic(join(out, 'per_image.csv'), perImageCsv(result.per_image));
+  await writeFileAtomic(join(out, 'subgroups.md'), subgroupsReport(result));
+}
+
+/** subgroups.md: the subgroup tables with what they were computed from. */
+export function subgroupsReport(r: EvalResult): string {
+  const lines = [
+    `# Subgroups: ${r.model ?? 'predictions'} on ${r.data} (${r.split}, ${r.n_images} images)`,
+    '',
+    `Groups with fewer than ${r.subgroup_min_n} images show no numbers. Intervals: 95% percentile bootstrap (2000 resamples, seed 0).`,
+    'Skin tone, lesion size and contrast come from each image and its truth mask (runtime/subgroups.ts), so they are the same for every model.',
+  ];
+  if (r.contrast_cuts_de00) lines.push(`Contrast: CIEDE2000 between the median lesion and median skin colour, split at its tertiles over these images (${r.contrast_cuts_de00.map((c) => c.toFixed(1)).join(', ')}).`);
+  if (r.reference) lines.push(`Paired differences: this model minus the reference evaluation ${r.reference} on the same images (HD95: negative is better).`);
+  lines.push('', subgroupMarkdown(r.subgroups, { minN: r.subgroup_min_n, referenceName: 'reference' }));
+  return lines.join('\n') + '\n';
 }
 
 function isThresholdWarning(w: string): boolean {
@@ -161,6 +274,8 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalResult> {
   const items = opts.limit ? ds.items.slice(0, opts.limit) : ds.items;
   if (items.length === 0) throw new LesionFuseError(`no image + mask pairs to evaluate (layout ${ds.layout}, split ${opts.split ?? 'default'})`, { subject: opts.data });
   const profile = opts.profile ?? DEFAULT_PROFILE;
+  const userGroups = typeof opts.groups === 'string' ? await readGroupsCsv(opts.groups) : opts.groups;
+  const reference = opts.reference ? await readReferenceScores(opts.reference) : undefined;
   const seg = await Segmenter.create(opts.model, { ...opts.segmenter, profile });
   const rows: PerImageRow[] = [];
   const failures: EvalResult['failures'] = [];
@@ -169,11 +284,18 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalResult> {
   try {
     for (const [k, item] of items.entries()) {
       try {
-        const r = await seg.segment(item.imagePath);
+        const image = await decodeImage(item.imagePath, { maxPixels: opts.segmenter?.maxPixels });
+        const r = await seg.segment(image);
         const truth = await readMask(item.maskPath, { expectSize: { width: r.width, height: r.height }, resize: opts.resizeMasks });
         if (truth.warnings.some(isThresholdWarning)) nThresholded++;
         const m = imageMetrics(r.mask, truth.data, r.width, r.height, { boundaryTolerancePx: BOUNDARY_TOLERANCE_PX });
-        rows.push({ id: item.id, source: item.source, width: r.width, height: r.height, ...m, warnings: [...r.warnings, ...truth.warnings].join(' | ') });
+        const f = imageFeatures(image, truth.data);
+        const features: RowFeatures = {
+          ita: f.ita, ita_group: f.itaGroup, lesion_share_percent: f.lesionSharePercent, contrast_de00: f.contrast,
+          dark_corner_share: f.darkCornerShare, coloured_share: f.colouredShare,
+        };
+        const groups: Record<string, string> = { 'skin tone (ITA)': f.itaGroup, 'lesion size': f.size, resolution: f.resolution, ...(userGroups?.byId.get(item.id) ?? {}) };
+        rows.push({ id: item.id, source: item.source, width: r.width, height: r.height, ...m, warnings: [...r.warnings, ...truth.warnings].join(' | '), features, groups });
       } catch (e) {
         if (!(e instanceof LesionFuseError)) throw e;
         failures.push({ path: item.imagePath, reason: failureReason(e, item.imagePath) });
@@ -193,7 +315,12 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalResult> {
     rows,
     failures,
     nThresholded,
+    { reference, referencePath: opts.reference, minN: opts.minGroupN },
   );
+  if (userGroups) {
+    const missing = rows.filter((r) => !userGroups.byId.has(r.id)).length;
+    if (missing) log.warn(`${missing} of ${rows.length} evaluated image(s) are not in the groups file; they are left out of its columns`);
+  }
   await writeOutputs(opts.out, result);
   return result;
 }

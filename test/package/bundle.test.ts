@@ -109,3 +109,23 @@ test('tampered bundles are refused, naming the file', async () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('data_profile.json beside the model travels in the bundle (checksummed), and `audit` finds it there', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'lf-bundle-prof-'));
+  try {
+    const model = writeTinySegModel(join(dir, 'tiny.onnx'));
+    const profile = { schema: 'lesionfuse.data-profile/1', description: 'made-up', n_images: 3 };
+    writeFileSync(join(dir, 'data_profile.json'), JSON.stringify(profile));
+    await packageBundle({ model, profile: 'cpu-1t', out: join(dir, 'b'), sample });
+    assert.deepEqual(JSON.parse(readFileSync(join(dir, 'b/data_profile.json'), 'utf8')), profile);
+    const m = JSON.parse(readFileSync(join(dir, 'b/manifest.json'), 'utf8')) as BundleManifest;
+    assert.ok(m.files['data_profile.json']);
+    await verifyBundle(join(dir, 'b'));
+    const { auditModelPath } = await import('../../src/cli/commands/audit.js');
+    assert.deepEqual(auditModelPath(join(dir, 'b')), { model: join(dir, 'b', 'model.onnx'), dir: join(dir, 'b') });
+    await packageBundle({ model, profile: 'cpu-1t', out: join(dir, 'c'), sample, dataProfile: null });
+    assert.equal(existsSync(join(dir, 'c/data_profile.json')), false);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -62,6 +62,9 @@ test('quantize: a benign net passes the gate; the record lists quantized and flo
   assert.ok(r.calibration.seconds > 0);
   assert.equal(r.dice!.images, 2);
   assert.ok(r.gate.passed);
+  // Two val images are too few for the interval rule: the gate says it fell back to the mean drop.
+  assert.equal(r.gate.decision!.verdict, 'too-few-images');
+  assert.match(r.gate.verdict, /^passed: Dice drop .* \(a mean over only 2 val image\(s\), too few for the interval rule, which needs 10\)$/);
   assert.ok(r.quantizedNodes.some((n) => n.key === 'enc1'));
   assert.equal(r.settings.weights, 'int8');
   const s = await ort.InferenceSession.create(encodeModel(r.model));
@@ -144,4 +147,35 @@ test('a model whose weight ops all sit inside If branches is refused saying so (
   b.output(b.op('If', [cond], { then_branch: branch('a'), else_branch: branch('b') }), 'y', { dataType: DataType.FLOAT, shape: [1, 1, 16, 16] });
   const m = b.build({ opset: 17 });
   await assert.rejects(quantize(m, { calib: data, progress: false }), /nothing to quantize in the main graph: its 2 Conv\/ConvTranspose\/Gemm\/MatMul node\(s\) are inside If\/Loop\/Scan branches/);
+});
+
+test('with enough val images the gate is a non-inferiority decision on the paired per-image Dice', async () => {
+  // 12 val pairs: each fixture twice under two ids.
+  const d12 = join(dir, 'data12');
+  const fx = join(packageRoot(), 'test', 'fixtures');
+  for (const sub of ['images', 'masks', 'splits']) mkdirSync(join(d12, sub), { recursive: true });
+  const names: string[] = [];
+  for (const p of ['a_', 'b_']) {
+    for (const f of readdirSync(join(fx, 'images'))) {
+      copyFileSync(join(fx, 'images', f), join(d12, 'images', p + f));
+      names.push(`images/${p}${f}`);
+    }
+    for (const f of readdirSync(join(fx, 'masks'))) copyFileSync(join(fx, 'masks', f), join(d12, 'masks', p + f));
+  }
+  writeFileSync(join(d12, 'splits', 'train.txt'), names.slice(0, 4).join('\n'));
+  writeFileSync(join(d12, 'splits', 'val.txt'), names.join('\n'));
+  const ok = await quantize(tinySegNet(4, 'N'), { calib: d12, gate: 0.2, progress: false, threads: 1 });
+  assert.equal(ok.dice!.images, 12);
+  const d = ok.gate.decision!;
+  assert.equal(d.n, 12);
+  // The mean of the paired losses is the difference of the means.
+  assert.ok(Math.abs(d.meanLoss - ok.dice!.drop) < 1e-9, `${d.meanLoss} vs ${ok.dice!.drop}`);
+  assert.ok(d.lossCi95[0] <= d.meanLoss && d.meanLoss <= d.lossCi95[1]);
+  assert.equal(d.verdict, 'non-inferior');
+  assert.equal(ok.gate.passed, true);
+  assert.match(ok.gate.verdict, /^passed: non-inferior: Dice loss /);
+  const bad = await quantize(fragileNet(), { calib: d12, gate: 0.01, sensitivity: 'off', progress: false, threads: 1, reduceRange: false });
+  assert.equal(bad.gate.passed, false);
+  assert.ok(['inferior', 'not-shown'].includes(bad.gate.decision!.verdict), bad.gate.verdict);
+  assert.ok(bad.gate.decision!.lossCi95[1] > 0.01);
 });

@@ -73,8 +73,45 @@ test('evaluate on the fixtures gives the metrics a hand computation gives', asyn
   assert.equal(json.ci95.iou.length, 2);
   const csv = readFileSync(join(out, 'per_image.csv'), 'utf8').trim().split('\n');
   assert.equal(csv.length, 7);
-  assert.match(csv[0]!, /^id,source,width,height,dice,iou,thresholded_jaccard,sensitivity,specificity,hd95,boundary_f,warnings$/);
-  assert.deepEqual(readdirSync(out).sort(), ['metrics.json', 'per_image.csv']);
+  assert.match(csv[0]!, /^id,source,width,height,dice,iou,thresholded_jaccard,sensitivity,specificity,hd95,boundary_f,ita,ita_group,lesion_share_percent,contrast_de00,dark_corner_share,coloured_share,group:skin tone \(ITA\),group:lesion size,group:resolution,group:contrast,warnings$/);
+  assert.deepEqual(readdirSync(out).sort(), ['metrics.json', 'per_image.csv', 'subgroups.md']);
+});
+
+test('evaluate: subgroups from the truth masks, user groups and paired differences against a reference evaluation', async () => {
+  const dir = tempDir();
+  const model = await halfModel(dir);
+  const first = await evaluate({ model, data: FIXTURES, split: 'all', profile: 'cpu-1t', out: join(dir, 'ref'), progress: false, minGroupN: 2 });
+  // Lesion share per image from the truth mask, as the size group says.
+  for (const f of readdirSync(join(FIXTURES, 'masks'))) {
+    const { m } = await truthMask(join(FIXTURES, 'masks', f));
+    const id = f.replace(/_(segmentation|lesion)\.png$/, '');
+    const row = first.per_image.find((r) => r.id === id)!;
+    const share = (100 * m.reduce((s, v) => s + v, 0)) / m.length;
+    assert.ok(Math.abs(row.features!.lesion_share_percent - share) < 1e-9, `${id}: ${row.features!.lesion_share_percent} vs ${share}`);
+  }
+  const groupsCsv = join(dir, 'groups.csv');
+  writeFileSync(groupsCsv, 'id,device\nIMD008,a\nIMD009,a\nISIC_0000012,b\nISIC_0000021,b\nISIC_0024321,b\n');
+  const res = await evaluate({
+    model, data: FIXTURES, split: 'all', profile: 'cpu-1t', out: join(dir, 'eval'), progress: false,
+    minGroupN: 2, groups: groupsCsv, reference: join(dir, 'ref', 'metrics.json'),
+  });
+  const dev = res.subgroups.filter((g) => g.dimension === 'device');
+  assert.deepEqual(dev.map((g) => [g.group, g.n]), [['a', 2], ['b', 3]]);
+  const a = dev[0]!;
+  const diceA = res.per_image.filter((r) => ['IMD008', 'IMD009'].includes(r.id)).map((r) => r.dice);
+  assert.ok(Math.abs(a.dice!.mean - (diceA[0]! + diceA[1]!) / 2) < 1e-12);
+  // The same model against itself: every paired difference is exactly 0.
+  for (const g of res.subgroups.filter((x) => x.enough)) assert.equal(g.vs_reference!.dice.mean, 0, `${g.dimension} ${g.group}`);
+  // Size groups partition the images; too-small groups carry no numbers.
+  const size = res.subgroups.filter((g) => g.dimension === 'lesion size');
+  assert.equal(size.reduce((s, g) => s + g.n, 0), 6);
+  for (const g of size) assert.equal(g.dice === undefined, g.n < 2);
+  const md = readFileSync(join(dir, 'eval', 'subgroups.md'), 'utf8');
+  assert.match(md, /\*\*device\*\*/);
+  assert.match(md, /Dice minus reference/);
+  const strict = await evaluate({ model, data: FIXTURES, split: 'all', profile: 'cpu-1t', progress: false });
+  assert.ok(strict.subgroups.filter((g) => g.dimension !== 'all').every((g) => !g.enough), 'six images: no group reaches 10');
+  await assert.rejects(evaluate({ model, data: FIXTURES, split: 'all', profile: 'cpu-1t', progress: false, reference: join(dir, 'nope.json') }), /nope\.json: cannot read the reference/);
 });
 
 test('evaluate: limit, a mask of the wrong size is a failure and the rest goes on, unpaired stops first', async () => {

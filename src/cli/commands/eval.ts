@@ -7,6 +7,7 @@ import { parseSize } from '../../runtime/segment.js';
 import { DEFAULT_PROFILE } from '../../runtime/segmenter.js';
 import { DEFAULT_MAX_PIXELS } from '../../runtime/image.js';
 import type { Split } from '../../runtime/dataset.js';
+import { MIN_GROUP_N, subgroupMarkdown } from '../../runtime/subgroup-table.js';
 
 interface Args {
   model?: string;
@@ -26,6 +27,9 @@ interface Args {
   pred?: string;
   truth?: string;
   json: boolean;
+  groups?: string;
+  reference?: string;
+  'min-group-n': number;
 }
 
 const fmt = (x: number): string => (Number.isNaN(x) ? 'NaN' : x.toFixed(4));
@@ -64,7 +68,11 @@ export const command: CommandModule<object, Args> = {
       .option('pred', { type: 'string', describe: 'score existing masks in this folder (with --truth) instead of running a model; a `segment` output folder works as it is' })
       .option('truth', { type: 'string', describe: 'truth masks for --pred, matched by id' })
       .option('json', { type: 'boolean', default: false, describe: 'print metrics.json to stdout' })
+      .option('groups', { type: 'string', describe: 'groups.csv: image id, then your own group columns (e.g. fitzpatrick,device)' })
+      .option('reference', { type: 'string', describe: "an earlier eval's metrics.json or per_image.csv (e.g. the teacher's): paired differences per group" })
+      .option('min-group-n', { type: 'number', default: MIN_GROUP_N, describe: 'groups with fewer images show no numbers' })
       .example('$0 eval default:student --data ../shared/data --split test --profile cpu-2t --out reports/eval', 'the test split')
+      .example('$0 eval default:student --data ../shared/data --reference reports/eval-teacher/metrics.json --groups groups.csv --out reports/eval-student', 'subgroups, paired against the teacher')
       .example('$0 eval --pred my_masks/ --truth ISIC2018_Task1_Test_GroundTruth/', 'score masks made by another tool'),
   handler: async (a) => {
     let r: EvalResult;
@@ -86,6 +94,9 @@ export const command: CommandModule<object, Args> = {
         limit: a.limit,
         skipUnpaired: a['skip-unpaired'],
         resizeMasks: a['resize-masks'],
+        groups: a.groups,
+        reference: a.reference,
+        minGroupN: a['min-group-n'],
         segmenter: {
           threshold: a.threshold,
           inputSize: a['input-size'] ? parseSize(a['input-size']) : undefined,
@@ -98,8 +109,8 @@ export const command: CommandModule<object, Args> = {
     for (const f of r.failures) log.error(`${f.path}: ${f.reason}`);
     if (r.n_masks_thresholded > 0) log.warn(`${r.n_masks_thresholded} truth mask(s) were not binary and were thresholded at half the range`);
     if (a.json) process.stdout.write(JSON.stringify(r, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2) + '\n');
-    else process.stdout.write(formatEval(r) + '\n');
-    if (a.out) log.info(`wrote ${a.out}/metrics.json and ${a.out}/per_image.csv`);
+    else process.stdout.write(formatEval(r) + '\n\n' + subgroupMarkdown(r.subgroups, { minN: r.subgroup_min_n }) + '\n');
+    if (a.out) log.info(`wrote ${a.out}/metrics.json, ${a.out}/per_image.csv and ${a.out}/subgroups.md`);
     if (r.failures.length > 0) process.exitCode = 3;
   },
 };

@@ -12,6 +12,7 @@ import { command as runCommand } from './run.js';
 import { command as demoCommand } from './demo.js';
 import { command as distillCommand } from './distill.js';
 import { command as keygenCommand } from './keygen.js';
+import { command as auditCommand } from './audit.js';
 
 // Each stage replaces its placeholder with `import { command as x } from './x.js'`.
 export const commands: CommandModule<any, any>[] = [
@@ -27,4 +28,5 @@ export const commands: CommandModule<any, any>[] = [
   packageCommand,
   keygenCommand,
   demoCommand,
+  auditCommand,
 ];
