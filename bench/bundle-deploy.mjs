@@ -21,7 +21,7 @@ if (!model) throw new Error('usage: node bench/bundle-deploy.mjs MODEL [--data D
 const { packageBundle } = await import(join(root, 'dist/src/package/bundle.js'));
 const { Segmenter } = await import(join(root, 'dist/src/runtime/segmenter.js'));
 const { readMask } = await import(join(root, 'dist/src/runtime/image.js'));
-const { cpuKind } = await import(join(root, 'dist/src/package/cpu.js'));
+const { cpuKind } = await import(join(root, 'dist/src/util/cpu.js'));
 
 const work = mkdtempSync(join(tmpdir(), 'lf-deploy-'));
 try {

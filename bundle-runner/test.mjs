@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 const here = dirname(fileURLToPath(import.meta.url));
 const manifest = JSON.parse(readFileSync(join(here, 'manifest.json'), 'utf8'));
 const expected = JSON.parse(readFileSync(join(here, manifest.sample.expected), 'utf8'));
-const { cpuKind, sameCpuKind } = await import(new URL('./lib/package/cpu.js', import.meta.url).href);
+const { cpuKind, sameCpuKind } = await import(new URL('./lib/util/cpu.js', import.meta.url).href);
 const { readMask } = await import(new URL('./lib/runtime/image.js', import.meta.url).href);
 
 const out = mkdtempSync(join(tmpdir(), 'bundle-test-'));

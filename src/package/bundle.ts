@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { createHash, randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { DataType } from '../onnx/ir.js';
-import { cpuKind, type CpuKind } from './cpu.js';
+import { cpuKind, type CpuKind } from '../util/cpu.js';
 import { bundleReadme } from './readme.js';
 import { readModel, encodeModel } from '../onnx/io.js';
 import { readSegmentationMetadata, type SegmentationMetadata } from '../onnx/metadata.js';
@@ -166,7 +166,7 @@ export function modelPrecision(model: Model): ModelPrecision {
 }
 
 /** The runtime files a bundle's runner needs, as modules of the compiled SDK (dist/src) with their imports. */
-const RUNNER_ENTRIES = ['runtime/segmenter.js', 'runtime/image.js', 'package/integrity.js', 'package/signing.js', 'package/cpu.js', 'util/errors.js'];
+const RUNNER_ENTRIES = ['runtime/segmenter.js', 'runtime/image.js', 'package/integrity.js', 'package/signing.js', 'util/cpu.js', 'util/errors.js'];
 /** npm packages the runner imports, pinned in the bundle's package.json to the versions the sample was recorded with. */
 const RUNNER_PACKAGES = ['onnxruntime-node', 'sharp', 'zod'];
 

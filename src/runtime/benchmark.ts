@@ -11,7 +11,8 @@
 import { fork } from 'node:child_process';
 import { statSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { cpus, totalmem, availableParallelism, platform, arch, release } from 'node:os';
+import { cpus, totalmem, availableParallelism, platform, arch, release, loadavg } from 'node:os';
+import { cpuKind } from '../util/cpu.js';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LesionFuseError, describeError } from '../util/errors.js';
@@ -67,6 +68,10 @@ export interface MachineInfo {
   onnxruntimeNode: string;
   onnxruntimeWeb: string | null;
   sdk: string;
+  /** Kernel-relevant CPU flags (INT8 speed depends on VNNI, for one). */
+  cpuFlags: string[];
+  /** 1-, 5- and 15-minute load averages when the benchmark started and ended: a busy machine shows here. */
+  loadAverage: { start: number[]; end: number[] | null };
 }
 
 export interface ModelInfo {
@@ -101,7 +106,14 @@ export interface FeedSpec {
 
 /** What the child process measures. */
 export interface Measurement {
-  latencyMs: { median: number; p90: number; mean: number; min: number; runs: number };
+  latencyMs: { median: number; p90: number; mean: number; min: number; runs: number; p10?: number };
+  /**
+   * 'interleaved': with several models, batch-1 latency comes from one process per profile that runs the
+   * models in turn (A B C, B C A, C A B, ...), so load drift hits every model alike; 'alone': this model only.
+   */
+  latencyMode?: 'interleaved' | 'alone';
+  /** Interleaved runs only: this model's time over the first model's in the same round (median and 10-90% spread over rounds). */
+  ratioToFirst?: { median: number; p10: number; p90: number } | null;
   throughput: { batch: number; imagesPerSecond: number; runs: number } | null;
   /** Why throughput is missing (e.g. a model with a fixed batch of 1). */
   throughputNote?: string;
@@ -149,6 +161,8 @@ export function machineInfo(): MachineInfo {
     onnxruntimeNode: packageVersion('onnxruntime-node') ?? 'unknown',
     onnxruntimeWeb: packageVersion('onnxruntime-web'),
     sdk: VERSION,
+    cpuFlags: cpuKind().flags,
+    loadAverage: { start: loadavg().map((x) => Math.round(x * 100) / 100), end: null },
   };
 }
 
@@ -352,6 +366,49 @@ export async function measure(req: MeasureRequest, isolated: boolean): Promise<M
   }
 }
 
+/** Latency of several models measured in turn, in this process: what {@link interleavedLatency} returns per model. */
+export interface InterleavedTimes {
+  latencyMs: { median: number; p90: number; p10: number; mean: number; min: number; runs: number };
+  ratioToFirst: { median: number; p10: number; p90: number } | null;
+}
+
+/**
+ * Batch-1 latency of `models` under one profile, interleaved: every model gets a session in this process and
+ * its warm-up, then each round runs every model once, the starting model rotating from round to round. A
+ * load change during the benchmark then slows all models alike, and the per-round ratio to the first model
+ * cancels it further. Returns one entry per model, in order.
+ */
+export async function interleavedLatency(models: { path: string; feeds: FeedSpec[] }[], profile: Profile, warmup: number, runs: number): Promise<InterleavedTimes[]> {
+  const sessions: RuntimeSession[] = [];
+  try {
+    const feeds: Record<string, OrtTensor>[] = [];
+    for (const m of models) {
+      const rs = await RuntimeSession.open(m.path, profile, { verifyProvider: false });
+      sessions.push(rs);
+      feeds.push(makeFeeds(rs, m.feeds, 1)!);
+    }
+    for (let i = 0; i < Math.max(1, warmup); i++) for (let k = 0; k < sessions.length; k++) await sessions[k]!.run(feeds[k]!);
+    const times: number[][] = models.map(() => []);
+    for (let r = 0; r < runs; r++) {
+      for (let j = 0; j < sessions.length; j++) {
+        const k = (r + j) % sessions.length;
+        const t = process.hrtime.bigint();
+        await sessions[k]!.run(feeds[k]!);
+        times[k]!.push(Number(process.hrtime.bigint() - t) / 1e6);
+      }
+    }
+    return times.map((ts, k) => {
+      const ratios = k === 0 ? null : ts.map((t, r) => t / times[0]![r]!);
+      return {
+        latencyMs: { median: percentile(ts, 50), p90: percentile(ts, 90), p10: percentile(ts, 10), mean: ts.reduce((a, b) => a + b, 0) / ts.length, min: Math.min(...ts), runs: ts.length },
+        ratioToFirst: ratios ? { median: percentile(ratios, 50), p10: percentile(ratios, 10), p90: percentile(ratios, 90) } : null,
+      };
+    });
+  } finally {
+    for (const s of sessions) await s.close();
+  }
+}
+
 function measureInChild(req: MeasureRequest): Promise<Measurement> {
   const child = fork(fileURLToPath(new URL('./bench-child.js', import.meta.url)), [], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
   let stderr = '';
@@ -398,6 +455,7 @@ export async function benchmarkReport(opts: BenchmarkOptions & { command?: strin
   const feedsFor = (model: ModelInfo, profile: Profile) => resolveFeeds(model, opts.inputSize ?? model.inputSize ?? profile.inputSize ?? null, opts.inputs);
   // Refuse inputs that nothing sizes before any measurement starts.
   for (const model of models) for (const profile of profiles) feedsFor(model, profile);
+  const startLoad = loadavg().map((x) => Math.round(x * 100) / 100);
   const results: BenchResult[] = [];
   for (const model of models) {
     for (const profile of profiles) {
@@ -411,11 +469,30 @@ export async function benchmarkReport(opts: BenchmarkOptions & { command?: strin
       const req: MeasureRequest = { model: model.path, profile, feeds, warmup, runs, throughputBatch, throughputRuns };
       log.info(`bench: ${model.path} on ${profile.name} (${runs} runs after ${warmup} warm-up, batch ${throughputBatch} throughput)`);
       const m = opts.isolate === false ? await measure(req, false) : await measureInChild(req);
-      results.push({ model, profile, skipped: false, feeds, ...m });
+      results.push({ model, profile, skipped: false, feeds, ...m, latencyMode: 'alone' });
     }
   }
+  // Several models: their batch-1 latencies (and ratios) come from one interleaved run per profile, so that a
+  // ranking is never decided by load drift between one model's turn and the next. Memory and throughput stay
+  // from each model's own process above.
+  if (models.length > 1) {
+    for (const profile of profiles) {
+      const rows = results.filter((r): r is Extract<BenchResult, { skipped: false }> => !r.skipped && r.profile === profile);
+      if (rows.length < 2) continue;
+      log.info(`bench: ${rows.length} models on ${profile.name} interleaved (${runs} rounds after ${warmup} warm-up)`);
+      const t = await interleavedLatency(rows.map((r) => ({ path: r.model.path, feeds: r.feeds })), profile, warmup, runs);
+      rows.forEach((r, k) => {
+        r.latencyMs = t[k]!.latencyMs;
+        r.latencyMode = 'interleaved';
+        r.ratioToFirst = t[k]!.ratioToFirst;
+      });
+    }
+  }
+  const machine = machineInfo();
+  machine.loadAverage.start = startLoad;
+  machine.loadAverage.end = loadavg().map((x) => Math.round(x * 100) / 100);
   const report: BenchReport = {
-    machine: machineInfo(),
+    machine,
     settings: { warmup, runs, throughputBatch, throughputRuns },
     results,
     created_at: new Date().toISOString(),
@@ -439,21 +516,25 @@ export function benchMarkdown(r: BenchReport): string {
     '',
     `Machine: ${m.cpuModel}, ${m.logicalCores} logical cores (${m.availableParallelism} available), ${mb(m.totalMemoryBytes)} MiB RAM, ${m.platform}.`,
     `Versions: Node.js ${m.node}, onnxruntime-node ${m.onnxruntimeNode}${m.onnxruntimeWeb ? `, onnxruntime-web ${m.onnxruntimeWeb}` : ''}, LesionFuse ${m.sdk}.`,
-    `Settings: ${r.settings.warmup} warm-up runs, latency over ${r.settings.runs} runs at batch 1, throughput over ${r.settings.throughputRuns} runs at batch ${r.settings.throughputBatch}; synthetic input at the model's input size; each model x profile in its own process.`,
+    `Settings: ${r.settings.warmup} warm-up runs, latency over ${r.settings.runs} runs at batch 1, throughput over ${r.settings.throughputRuns} runs at batch ${r.settings.throughputBatch}; synthetic input at the model's input size; ` +
+      (r.results.some((x) => !x.skipped && x.latencyMode === 'interleaved')
+        ? 'latency from one interleaved run per profile (the models in turn, the first rotating each round); throughput and memory from each model x profile in its own process.'
+        : 'each model x profile in its own process.'),
+    `CPU flags: ${m.cpuFlags?.join(' ') || 'unknown'}. Load average (1/5/15 min) at start ${m.loadAverage?.start.join(' / ') ?? '?'}, at end ${m.loadAverage?.end?.join(' / ') ?? '?'}.`,
     ...(r.command ? ['', `Command: \`${r.command}\``] : []),
     '',
-    '| model | profile | threads | latency median (ms) | p90 (ms) | throughput (img/s) | peak RSS (MiB) | RSS delta (MiB) | size (MiB) | params | MACs/image | where nodes ran |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| model | profile | threads | latency median (ms) | p10-p90 (ms) | x first model (p10-p90) | throughput (img/s) | peak RSS (MiB) | RSS delta (MiB) | size (MiB) | params | MACs/image | where nodes ran |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const x of r.results) {
     const name = x.model.modelName ?? x.model.path.split('/').pop();
     if (x.skipped) {
-      lines.push(`| ${name} | ${x.profile.name} | - | skipped | | | | | ${mb(x.model.fileSizeBytes)} | ${big(x.model.parameters)} | ${big(x.model.macsPerImage)} | ${x.reason.replace(/\|/g, '/')} |`);
+      lines.push(`| ${name} | ${x.profile.name} | - | skipped | | | | | | ${mb(x.model.fileSizeBytes)} | ${big(x.model.parameters)} | ${big(x.model.macsPerImage)} | ${x.reason.replace(/\|/g, '/')} |`);
       continue;
     }
     const tp = x.throughput ? `${x.throughput.imagesPerSecond.toFixed(1)} @ ${x.throughput.batch}` : (x.throughputNote ?? '-');
     lines.push(
-      `| ${name} | ${x.profile.name} | ${x.threads} | ${x.latencyMs.median.toFixed(2)} | ${x.latencyMs.p90.toFixed(2)} | ${tp} | ${mb(x.peakRssBytes)} | ${mb(x.peakRssDeltaBytes)} | ${mb(x.model.fileSizeBytes)} | ${big(x.model.parameters)} | ${big(x.model.macsPerImage)} | ${x.providerCheck ?? '-'} |`,
+      `| ${name} | ${x.profile.name} | ${x.threads} | ${x.latencyMs.median.toFixed(2)} | ${x.latencyMs.p10 !== undefined ? x.latencyMs.p10.toFixed(2) : '-'}-${x.latencyMs.p90.toFixed(2)} | ${x.ratioToFirst ? `${x.ratioToFirst.median.toFixed(3)} (${x.ratioToFirst.p10.toFixed(3)}-${x.ratioToFirst.p90.toFixed(3)})` : x.latencyMode === 'interleaved' ? '1 (reference)' : '-'} | ${tp} | ${mb(x.peakRssBytes)} | ${mb(x.peakRssDeltaBytes)} | ${mb(x.model.fileSizeBytes)} | ${big(x.model.parameters)} | ${big(x.model.macsPerImage)} | ${x.providerCheck ?? '-'} |`,
     );
   }
   const fed = new Map<string, string>();

@@ -163,3 +163,24 @@ test('lesionfuse bench CLI: --input sizes the extra input', () => {
     assert.deepEqual(j.results[0].feeds[1].dims, [2, 1, 4]);
   });
 });
+
+test('several models: latency comes from one interleaved run per profile, with each model\'s ratio to the first', async () => {
+  const dir = tempDir();
+  const model = await halfModel(dir);
+  const r = await benchmarkReport({ models: [model, model], profiles: ['cpu-1t'], warmup: 1, runs: 7, throughputBatch: 0, isolate: false });
+  const [a, b] = r.results;
+  assert.ok(a && b && !a.skipped && !b.skipped);
+  if (a.skipped || b.skipped) return;
+  assert.equal(a.latencyMode, 'interleaved');
+  assert.equal(b.latencyMode, 'interleaved');
+  assert.equal(a.latencyMs.runs, 7);
+  assert.equal(a.ratioToFirst, null);
+  // The same model twice: every per-round ratio is a ratio of two positive times, and the spread is ordered.
+  assert.ok(b.ratioToFirst && b.ratioToFirst.p10 > 0 && b.ratioToFirst.p10 <= b.ratioToFirst.median && b.ratioToFirst.median <= b.ratioToFirst.p90);
+  assert.ok(a.latencyMs.p10! <= a.latencyMs.median && a.latencyMs.median <= a.latencyMs.p90);
+  assert.equal(r.machine.loadAverage.start.length, 3);
+  assert.equal(r.machine.loadAverage.end!.length, 3);
+  // One model alone keeps the per-process measurement.
+  const one = await benchmarkReport({ models: [model], profiles: ['cpu-1t'], warmup: 1, runs: 3, throughputBatch: 0, isolate: false });
+  assert.ok(!one.results[0]!.skipped && one.results[0]!.latencyMode === 'alone');
+});
