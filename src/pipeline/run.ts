@@ -198,17 +198,29 @@ export async function runPipeline(cfg: PipelineConfig, opts: RunOptions = {}): P
       record(ov);
       if (ov.status !== 'failed') overlays.set(c.id, ov.result.map((o) => ({ ...o, abs: join(ov.dir, o.file) })));
     }
-    for (const p of profiles) {
-      const stepId = `benchmark/${c.id}/${p.name}`;
-      if (p.skipped) {
-        outcomes.get(p.name)![c.id] = { status: 'skipped', reason: p.skipped };
-        continue;
-      }
-      const env = currentEnvironment();
-      const bs = await runStep({ id: stepId, dir: join(stepsDir, 'benchmark', safe(c.id), safe(p.name)), inputs: [model], settings: { benchmark: cfg.benchmark, profile: p.ref, cpu: env.cpu, cores: env.cores } }, hasher, (dir) => benchmarkStage(cfg, model, p.ref, dir));
-      record(bs);
-      outcomes.get(p.name)![c.id] = bs.status === 'failed' ? { status: 'failed', reason: bs.reason } : { status: 'measured', speed: bs.result };
+  }
+
+  // 3b. Speed: one step per profile benchmarks every candidate that has a model, interleaved in one run, so a
+  // ranking is never decided by load drift between one candidate's turn and the next.
+  const measurable = candidates.filter((c) => c.path);
+  for (const p of profiles) {
+    if (p.skipped) {
+      for (const c of measurable) outcomes.get(p.name)![c.id] = { status: 'skipped', reason: p.skipped };
+      continue;
     }
+    if (!measurable.length) continue;
+    const env = currentEnvironment();
+    const models = measurable.map((c) => c.path!);
+    const bs = await runStep(
+      { id: `benchmark/${p.name}`, dir: join(stepsDir, 'benchmark', safe(p.name)), inputs: models, settings: { benchmark: cfg.benchmark, profile: p.ref, cpu: env.cpu, cores: env.cores, candidates: measurable.map((c) => c.id) } },
+      hasher,
+      (dir) => benchmarkStage(cfg, models, p.ref, dir),
+    );
+    record(bs);
+    measurable.forEach((c, k) => {
+      const r = bs.status === 'failed' ? null : bs.result[k];
+      outcomes.get(p.name)![c.id] = bs.status === 'failed' ? { status: 'failed', reason: bs.reason } : r ? { status: 'measured', speed: r } : { status: 'failed', reason: 'no benchmark result' };
+    });
   }
 
   // 4. The report.
@@ -234,7 +246,7 @@ export async function runPipeline(cfg: PipelineConfig, opts: RunOptions = {}): P
   }));
   const notes = [...cfg.notes];
   if (cfg.benchmark.runs < 30) notes.push(`Latency is the median of ${cfg.benchmark.runs} runs after ${cfg.benchmark.warmup} warm-up runs: fewer than the 30 a real benchmark uses (docs/benchmarks.md), so treat it as a hint.`);
-  notes.push('Candidates are benchmarked one after another (not interleaved): on a shared, loaded machine a difference of a few tens of percent between two candidates can be noise. Compare within this report, not with other reports.');
+  notes.push('On each profile every candidate was timed in one interleaved run (the candidates in turn, the first rotating each round), so load changes during the run hit all of them alike; the p10-p90 column shows each one\'s spread. Absolute times depend on the machine and its load: compare within this report, not with other reports.');
 
   // 5. Choose the candidate to package.
   const perImage = new Map<string, PerImageScores[]>();

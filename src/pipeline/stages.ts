@@ -142,21 +142,25 @@ export async function overlaysStage(cfg: PipelineConfig, model: string, profile:
 }
 
 /** Benchmark one model on one profile (in a child process, for peak memory); writes bench.json + bench.md into `dir`. */
-export async function benchmarkStage(cfg: PipelineConfig, model: string, profile: string, dir: string): Promise<{ files: string[]; result: SpeedSummary }> {
+export async function benchmarkStage(cfg: PipelineConfig, models: string[], profile: string, dir: string): Promise<{ files: string[]; result: SpeedSummary[] }> {
   const b = cfg.benchmark;
-  const [r] = await benchmark({ models: [model], profiles: [profile], warmup: b.warmup, runs: b.runs, throughputBatch: b.throughputBatch, throughputRuns: b.throughputRuns, out: dir });
-  if (!r) throw new LesionFuseError('the benchmark returned no result', { subject: model });
-  if (r.skipped) throw new LesionFuseError(`profile skipped: ${r.reason}`, { subject: profile });
+  const results = await benchmark({ models, profiles: [profile], warmup: b.warmup, runs: b.runs, throughputBatch: b.throughputBatch, throughputRuns: b.throughputRuns, out: dir });
+  if (results.length !== models.length) throw new LesionFuseError(`the benchmark returned ${results.length} results for ${models.length} models`, { subject: profile });
   return {
     files: ['bench.json', 'bench.md'],
-    result: {
-      latencyMedianMs: r.latencyMs.median,
-      latencyP90Ms: r.latencyMs.p90,
-      throughputImagesPerS: r.throughput?.imagesPerSecond ?? null,
-      throughputBatch: r.throughput?.batch ?? b.throughputBatch,
-      peakRssMb: r.peakRssBytes === null ? null : r.peakRssBytes / 2 ** 20,
-      warmup: b.warmup,
-      runs: r.latencyMs.runs,
-    },
+    result: results.map((r) => {
+      if (r.skipped) throw new LesionFuseError(`profile skipped: ${r.reason}`, { subject: profile });
+      return {
+        latencyMedianMs: r.latencyMs.median,
+        latencyP90Ms: r.latencyMs.p90,
+        ...(r.latencyMs.p10 !== undefined ? { latencyP10Ms: r.latencyMs.p10 } : {}),
+        latencyMode: r.latencyMode ?? 'alone',
+        throughputImagesPerS: r.throughput?.imagesPerSecond ?? null,
+        throughputBatch: r.throughput?.batch ?? b.throughputBatch,
+        peakRssMb: r.peakRssBytes === null ? null : r.peakRssBytes / 2 ** 20,
+        warmup: b.warmup,
+        runs: r.latencyMs.runs,
+      };
+    }),
   };
 }

@@ -90,7 +90,7 @@ const fmt = {
   },
 };
 
-const HEADER = ['candidate', 'precision', 'Dice [95% CI]', 'IoU', 'thr. Jaccard', 'HD95 (px)', 'latency p50 (ms)', 'p90 (ms)',
+const HEADER = ['candidate', 'precision', 'Dice [95% CI]', 'IoU', 'thr. Jaccard', 'HD95 (px)', 'latency p50 (ms)', 'p10-p90 (ms)',
   'throughput (img/s)', 'peak RSS (MB)', 'size (MB)', 'params', 'Pareto'];
 
 /** The table rows of one profile as plain strings (shared by Markdown and HTML). */
@@ -106,7 +106,7 @@ export function profileRows(report: TradeoffReport, section: ProfileSection): st
     if (!o) speed = ['not run', '', '', '', ''];
     else if (o.status === 'measured') {
       const s = o.speed;
-      speed = [fmt.ms(s.latencyMedianMs), fmt.ms(s.latencyP90Ms),
+      speed = [fmt.ms(s.latencyMedianMs), s.latencyP10Ms !== undefined ? `${fmt.ms(s.latencyP10Ms)}-${fmt.ms(s.latencyP90Ms)}` : fmt.ms(s.latencyP90Ms),
         s.throughputImagesPerS === null ? 'n/a' : `${fmt.num(s.throughputImagesPerS, 1)} (batch ${s.throughputBatch})`,
         s.peakRssMb === null ? 'n/a' : fmt.num(s.peakRssMb, 0)];
     } else speed = [o.status === 'skipped' ? `skipped: ${o.reason}` : `failed (${gist(o.reason)})`, '', '', ''];

@@ -25,6 +25,10 @@ export interface AccuracySummary {
 export interface SpeedSummary {
   latencyMedianMs: number;
   latencyP90Ms: number;
+  /** 10th percentile (interleaved runs): with the p90, the spread the report shows. */
+  latencyP10Ms?: number;
+  /** 'interleaved': timed in turn with the other candidates in one run (the pipeline's way); 'alone': by itself. */
+  latencyMode?: 'interleaved' | 'alone';
   /** Images per second at `throughputBatch`; null when the batch could not run (e.g. fixed batch 1). */
   throughputImagesPerS: number | null;
   throughputBatch: number;
