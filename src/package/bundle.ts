@@ -224,6 +224,33 @@ async function writeRunner(tmp: string, name: string): Promise<{ packages: Recor
   return { packages, libSha256: libHash.digest('hex') };
 }
 
+/**
+ * The pre- and post-processing a bundle's manifest states (node and web bundles alike): what the Segmenter does
+ * with this model's metadata, in words and numbers a device-side implementation can follow.
+ */
+export function processingOf(
+  meta: Pick<SegmentationMetadata, 'mean' | 'std' | 'channelOrder' | 'output' | 'threshold'>,
+  size: { height: number; width: number },
+): Pick<BundleManifest, 'preprocessing' | 'postprocessing'> {
+  return {
+    preprocessing: {
+      size,
+      resize: `to ${size.height} x ${size.width} (aspect ratio not kept) after EXIF orientation, bilinear (triangle filter widened when downscaling, half-pixel centres: Pillow's BILINEAR)`,
+      scale: 'pixel / 255',
+      mean: meta.mean,
+      std: meta.std,
+      channelOrder: meta.channelOrder,
+      layout: 'NCHW',
+    },
+    postprocessing: {
+      output: meta.output,
+      activation: meta.output === 'logits' ? 'sigmoid' : 'none',
+      threshold: meta.threshold,
+      resize: 'probability map resized bilinearly (half-pixel centres) to the original image size, then lesion = probability > threshold',
+    },
+  };
+}
+
 /** What {@link packageBundle} made. */
 export interface PackageResult {
   dir: string;
@@ -427,21 +454,7 @@ export async function packageBundle(opts: PackageOptions): Promise<PackageResult
       runtime: { node: process.version, packages: runner.packages, cpu: cpuKind() },
       inputs,
       outputs,
-      preprocessing: {
-        size,
-        resize: `to ${size.height} x ${size.width} (aspect ratio not kept) after EXIF orientation, bilinear (triangle filter widened when downscaling, half-pixel centres: Pillow's BILINEAR; sharp's 'linear' kernel is close)`,
-        scale: 'pixel / 255',
-        mean: meta.mean,
-        std: meta.std,
-        channelOrder: meta.channelOrder,
-        layout: 'NCHW',
-      },
-      postprocessing: {
-        output: meta.output,
-        activation: meta.output === 'logits' ? 'sigmoid' : 'none',
-        threshold: meta.threshold,
-        resize: 'probability map resized bilinearly (half-pixel centres) to the original image size, then lesion = probability > threshold',
-      },
+      ...processingOf(meta, size),
       profile: profile.name,
       profileDetails: profile,
       measured: opts.metrics ? { ...opts.metrics, profile: opts.metrics.profile ?? profile.name } : null,

@@ -29,7 +29,7 @@ import { resolveModelPath } from '../models.js';
 import { VERSION } from '../version.js';
 import { Segmenter } from '../runtime/segmenter.js';
 import { writeMaskPng } from '../runtime/image.js';
-import { defaultSampleImage } from './bundle.js';
+import { defaultSampleImage, processingOf } from './bundle.js';
 
 export { WEB_BUNDLE_SCHEMA } from './integrity.js';
 import { listFiles, WEB_BUNDLE_SCHEMA } from './integrity.js';
@@ -326,21 +326,7 @@ export async function packageWebBundle(opts: WebPackageOptions): Promise<WebPack
       model: { file: 'model.onnx', sha256: modelSha, sizeBytes: modelSize },
       input: { name: io.input },
       output: { name: io.output },
-      preprocessing: {
-        size: meta.inputSize,
-        resize: `to ${meta.inputSize.height} x ${meta.inputSize.width} (aspect ratio not kept) after EXIF orientation, bilinear (triangle filter widened when downscaling, half-pixel centres: Pillow's BILINEAR)`,
-        scale: 'pixel / 255',
-        mean: meta.mean,
-        std: meta.std,
-        channelOrder: meta.channelOrder,
-        layout: 'NCHW',
-      },
-      postprocessing: {
-        output: meta.output,
-        activation: meta.output === 'logits' ? 'sigmoid' : 'none',
-        threshold: meta.threshold,
-        resize: 'probability map resized bilinearly (half-pixel centres) to the original image size, then lesion = probability > threshold',
-      },
+      ...processingOf(meta, meta.inputSize),
       runtime: {
         package: 'onnxruntime-web',
         version: ortWeb.version,

@@ -656,6 +656,21 @@ export function toModelInput(images: readonly DecodedImage[], meta: ModelInputSp
   return out;
 }
 
+/** Half-pixel-centre bilinear taps along one axis: source columns x0/x1 and weight lx of x1, per output column. */
+function bilinearTaps(fromW: number, toW: number, sx: number): { x0: Int32Array; x1: Int32Array; lx: Float32Array } {
+  const x0 = new Int32Array(toW);
+  const x1 = new Int32Array(toW);
+  const lx = new Float32Array(toW);
+  for (let x = 0; x < toW; x++) {
+    const f = Math.max(0, (x + 0.5) * sx - 0.5);
+    const i = Math.min(Math.floor(f), fromW - 1);
+    x0[x] = i;
+    x1[x] = Math.min(i + 1, fromW - 1);
+    lx[x] = f - i;
+  }
+  return { x0, x1, lx };
+}
+
 /**
  * Bilinear resize of a single-channel float map with half-pixel centres and edge clamping (PyTorch's
  * `interpolate(mode='bilinear', align_corners=False)` without antialiasing): used to bring the model's
@@ -667,16 +682,7 @@ export function resizeProbability(prob: Float32Array, fromH: number, fromW: numb
   const out = new Float32Array(toH * toW);
   const sy = fromH / toH;
   const sx = fromW / toW;
-  const x0 = new Int32Array(toW);
-  const x1 = new Int32Array(toW);
-  const lx = new Float32Array(toW);
-  for (let x = 0; x < toW; x++) {
-    const f = Math.max(0, (x + 0.5) * sx - 0.5);
-    const i = Math.min(Math.floor(f), fromW - 1);
-    x0[x] = i;
-    x1[x] = Math.min(i + 1, fromW - 1);
-    lx[x] = f - i;
-  }
+  const { x0, x1, lx } = bilinearTaps(fromW, toW, sx);
   // Each source row interpolated to the output width once (cached), then blended per output row.
   const rowCache = new Map<number, Float32Array>();
   const horizontal = (r: number): Float32Array => {
@@ -724,16 +730,7 @@ export function thresholdUpscaled(prob: Float32Array, fromH: number, fromW: numb
   const f32 = Math.fround;
   const sy = fromH / toH;
   const sx = fromW / toW;
-  const x0 = new Int32Array(toW);
-  const x1 = new Int32Array(toW);
-  const lx = new Float32Array(toW);
-  for (let x = 0; x < toW; x++) {
-    const f = Math.max(0, (x + 0.5) * sx - 0.5);
-    const i = Math.min(Math.floor(f), fromW - 1);
-    x0[x] = i;
-    x1[x] = Math.min(i + 1, fromW - 1);
-    lx[x] = f - i;
-  }
+  const { x0, x1, lx } = bilinearTaps(fromW, toW, sx);
   // Each model pixel is clearly above (2), clearly below (0) or near (1) the threshold; the margin keeps
   // float rounding of an interpolation from ever deciding a filled run, and near cells are interpolated.
   const eps = 1e-5;
