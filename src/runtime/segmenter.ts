@@ -16,6 +16,7 @@ import { LesionFuseError } from '../util/errors.js';
 import { decodeImage, resizeProbability, toModelInput, type DecodedImage } from './image.js';
 import { loadProfile, type GraphOptimizationLevel, type Profile } from './profiles.js';
 import { RuntimeSession, type ProviderCheck } from './session.js';
+import { postprocessMask, type PostprocessOptions } from './postprocess.js';
 
 /** The profile a Segmenter uses when none is given: all cores of this machine, CPU. */
 export const DEFAULT_PROFILE = 'cpu-all';
@@ -42,6 +43,11 @@ export interface SegmenterOptions {
   output?: string;
   /** Decompression-bomb limit for images read by path (see image.ts, default 100 megapixels). */
   maxPixels?: number;
+  /**
+   * Post-process each thresholded mask (postprocess.ts: keep the lesion-like component, fill holes);
+   * `true` = its defaults. Default off: see reports/robustness/ for the measured effect.
+   */
+  postprocess?: boolean | PostprocessOptions;
 }
 
 export interface SegmentResult {
@@ -50,7 +56,7 @@ export interface SegmentResult {
   height: number;
   /** Lesion probability per pixel at the original size (width * height). */
   probability: Float32Array;
-  /** probability > threshold, 0/1, width * height. */
+  /** probability > threshold, 0/1, width * height (then post-processed when the Segmenter was asked to). */
   mask: Uint8Array;
   /** Decoding conversions and size warnings for this image. */
   warnings: string[];
@@ -195,8 +201,13 @@ export class Segmenter {
     };
     if (resolved.std.some((x) => x === 0)) throw new LesionFuseError('std must not contain 0', { subject: '--std' });
     const rs = await RuntimeSession.open(path, profile);
-    return new Segmenter(rs, resolved, io.input.name, io.output.name, io.fixedBatch, path, opts.maxPixels);
+    const seg = new Segmenter(rs, resolved, io.input.name, io.output.name, io.fixedBatch, path, opts.maxPixels);
+    if (opts.postprocess) seg.postprocess = opts.postprocess === true ? {} : opts.postprocess;
+    return seg;
   }
+
+  /** Post-processing applied after thresholding, or null (none). */
+  postprocess: PostprocessOptions | null = null;
 
   /** The model input size (H x W) images are resized to. */
   get inputSize(): { height: number; width: number } {
@@ -312,6 +323,7 @@ export class Segmenter {
       const mask = new Uint8Array(probability.length);
       const t = this.metadata.threshold;
       for (let i = 0; i < mask.length; i++) mask[i] = probability[i]! > t ? 1 : 0;
+      if (this.postprocess) mask.set(postprocessMask(mask, img.width, img.height, this.postprocess));
       return { width: img.width, height: img.height, probability, mask, warnings, path: img.path };
     });
   }
