@@ -81,11 +81,58 @@ export interface ZoomOutResult extends ImageMaskPair {
   share: number;
 }
 
+/** Plausible skin where an image shows skin; used when there is none at all. */
+const FALLBACK_SKIN = [205, 160, 145];
+
+/**
+ * A copy of the image with every lesion pixel replaced by the nearest skin pixel of its row (or, for a
+ * row that is all lesion, of its column; for an image that is all lesion, a fixed skin colour): the
+ * texture the fill is mirrored from, so a lesion cut by the image border is not copied into the fill.
+ */
+function skinOnly(img: Uint8Array, mask: Uint8Array, w: number, h: number): Uint8Array {
+  const out = new Uint8Array(img);
+  const rowDone = new Uint8Array(h);
+  for (let y = 0; y < h; y++) {
+    const row = y * w;
+    let any = false;
+    for (let x = 0; x < w; x++) if (!mask[row + x]) any = true;
+    if (!any) continue;
+    rowDone[y] = 1;
+    const left = new Int32Array(w).fill(-1);
+    let last = -1;
+    for (let x = 0; x < w; x++) {
+      if (!mask[row + x]) last = x;
+      left[x] = last;
+    }
+    last = -1;
+    for (let x = w - 1; x >= 0; x--) {
+      if (!mask[row + x]) last = x;
+      if (!mask[row + x]) continue;
+      const l = left[x]!;
+      const src = l < 0 ? last : last < 0 ? l : x - l <= last - x ? l : last;
+      out.copyWithin((row + x) * 3, (row + src) * 3, (row + src) * 3 + 3);
+    }
+  }
+  // rows with no skin at all: copy the nearest row that has skin (already filled above)
+  for (let y = 0; y < h; y++) {
+    if (rowDone[y]) continue;
+    let src = -1;
+    for (let d = 1; d < h && src < 0; d++) {
+      if (y - d >= 0 && rowDone[y - d]) src = y - d;
+      else if (y + d < h && rowDone[y + d]) src = y + d;
+    }
+    if (src >= 0) out.copyWithin(y * w * 3, src * w * 3, (src + 1) * w * 3);
+    else for (let x = 0; x < w; x++) out.set(FALLBACK_SKIN, (y * w + x) * 3);
+  }
+  return out;
+}
+
 /**
  * Shrink the image so that its lesion covers `targetShare` of the frame, place it at a random position
- * inside the frame, and fill the rest by mirroring a band along the image's border back and forth (the
- * mask is mirrored with it, so a lesion touching the border is labelled wherever it is mirrored). An
- * empty mask is shrunk to half the frame's height.
+ * inside the frame, and fill the rest by mirroring a band along the image's border back and forth. The
+ * band is taken from the image with its lesion pixels replaced by nearby skin ({@link skinOnly}), so the
+ * fill is skin (mask 0) even where the lesion touches the border. An empty mask is shrunk to half the
+ * frame's height.
  */
 export function zoomOut(p: ImageMaskPair, o: ZoomOutOptions): ZoomOutResult {
   check(p, 'zoomOut');
@@ -118,17 +165,22 @@ export function zoomOut(p: ImageMaskPair, o: ZoomOutOptions): ZoomOutResult {
     const v = y - y0;
     rowOf[y] = v < 0 ? bounce(-v, bandY) : v >= sh ? sh - 1 - bounce(v - sh + 1, bandY) : v;
   }
+  // the lesion's blended rim counts as lesion too, so no lesion colour leaks into the fill
+  const skin = skinOnly(img, dilate(msk, sw, sh, 2), sw, sh);
   const out = new Uint8Array(FW * FH * 3);
   const mOut = new Uint8Array(FW * FH);
   for (let y = 0; y < FH; y++) {
     const r = rowOf[y]! * sw;
+    const insideY = y >= y0 && y < y0 + sh;
     for (let x = 0; x < FW; x++) {
       const s = r + colOf[x]!;
       const d = y * FW + x;
-      out[d * 3] = img[s * 3]!;
-      out[d * 3 + 1] = img[s * 3 + 1]!;
-      out[d * 3 + 2] = img[s * 3 + 2]!;
-      mOut[d] = msk[s]!;
+      const inside = insideY && x >= x0 && x < x0 + sw;
+      const src = inside ? img : skin;
+      out[d * 3] = src[s * 3]!;
+      out[d * 3 + 1] = src[s * 3 + 1]!;
+      out[d * 3 + 2] = src[s * 3 + 2]!;
+      mOut[d] = inside ? msk[s]! : 0;
     }
   }
   return {

@@ -80,14 +80,25 @@ test('zoomOut shrinks a disc to the asked share, at the expected place, and keep
   }
 });
 
-test('zoomOut mirrors a lesion that touches the border together with its mask', () => {
+test('zoomOut fills with skin only, even when the lesion touches the border (no copies of the lesion)', () => {
   const src = disc(60, 60, 0, 30, 15); // half a disc on the left edge
   const out = zoomOut(src, { frameWidth: 160, frameHeight: 120, targetShare: 0.03, band: 0.5, rand: mulberry32(1) });
-  for (let i = 0; i < out.mask.length; i++) {
-    const dark = out.image.data[i * 3]! < 157;
+  const { x: px, y: py, width: pw, height: ph } = out.placed;
+  for (let y = 0; y < 120; y++) for (let x = 0; x < 160; x++) {
+    const i = y * 160 + x;
+    const inRect = x >= px && x < px + pw && y >= py && y < py + ph;
+    if (!inRect) {
+      assert.equal(out.mask[i], 0, 'lesion label in the fill');
+      assert.equal(out.image.data[i * 3], 225, 'lesion colour in the fill');
+    }
     if (out.mask[i]) assert.ok(out.image.data[i * 3]! < 200, 'a lesion pixel is skin-coloured');
-    if (dark) assert.equal(out.mask[i], 1, 'a dark (lesion) pixel is labelled skin');
   }
+  assert.ok(Math.abs(out.share - 0.03) < 0.004, `share ${out.share}`);
+  // an all-lesion image still gets a skin fill
+  const full = disc(20, 20, 10, 10, 100);
+  const f = zoomOut(full, { frameWidth: 80, frameHeight: 60, targetShare: 0.05, rand: mulberry32(2) });
+  assert.ok(Math.abs(f.share - 0.05) < 0.01);
+  assert.equal(f.mask[0], 0);
 });
 
 test('zoomOut is deterministic for a seed and moves the lesion with another', () => {
