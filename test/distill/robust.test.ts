@@ -188,3 +188,31 @@ test('shiftSkinTone reaches the target ITA on the skin and keeps the lesion dark
 test('lesionShare counts the lesion fraction', () => {
   assert.equal(lesionShare(new Uint8Array([0, 1, 1, 0])), 0.5);
 });
+
+test('distillation: robustSample keeps image, mask and soft label aligned and is seeded; makeBatch uses it only when asked', async () => {
+  const { robustSample, makeBatch, NO_AUGMENT } = await import('../../src/distill/augment.js');
+  const W = 64;
+  const H = 48;
+  const src = disc(W, H, 30, 24, 12);
+  const soft = new Float32Array(W * H).map((_, i) => (src.mask[i] ? 5 : -7));
+  const a = robustSample(src.image.data, src.mask, soft, H, W, { zoomOut: 1, artefacts: 1, skinTone: 0, share: [0.05, 0.05] }, mulberry32(4));
+  const b = robustSample(src.image.data, src.mask, soft, H, W, { zoomOut: 1, artefacts: 1, skinTone: 0, share: [0.05, 0.05] }, mulberry32(4));
+  assert.deepEqual(a.image, b.image);
+  assert.deepEqual(a.soft, b.soft);
+  assert.ok(Math.abs(lesionShare(a.mask) - 0.05) < 0.01);
+  // the soft label follows the mask: positive on (nearly) every lesion pixel, the skin logit outside
+  let agree = 0;
+  for (let i = 0; i < a.mask.length; i++) if ((a.soft![i]! > 0) === (a.mask[i] === 1)) agree++;
+  assert.ok(agree / a.mask.length > 0.97, `agreement ${agree / a.mask.length}`);
+  assert.equal(a.soft![0] === -7 || a.mask[0] === 0, true);
+  // makeBatch: no robust option -> identical to before (no extra draws); with it -> different, and seeded
+  const ds = { height: H, width: W, ids: ['x'], images: src.image.data, masks: src.mask, soft: null };
+  const base = { mean: [0, 0, 0] as const, std: [1, 1, 1] as const };
+  const plain1 = makeBatch(ds, [0], { ...base, rand: mulberry32(1), augment: NO_AUGMENT });
+  const plain2 = makeBatch(ds, [0], { ...base, rand: mulberry32(1), augment: { ...NO_AUGMENT } });
+  const r1 = makeBatch(ds, [0], { ...base, rand: mulberry32(1), augment: { ...NO_AUGMENT, robust: { zoomOut: 1, share: [0.03, 0.03] } } });
+  const r2 = makeBatch(ds, [0], { ...base, rand: mulberry32(1), augment: { ...NO_AUGMENT, robust: { zoomOut: 1, share: [0.03, 0.03] } } });
+  assert.deepEqual(plain1.image, plain2.image);
+  assert.deepEqual(r1.image, r2.image);
+  assert.notDeepEqual(r1.mask, plain1.mask);
+});
