@@ -165,6 +165,15 @@ def validate(model: nn.Module, imgs: np.ndarray, masks: np.ndarray, bs: int, cha
 # ----------------------------------------------------------------------------------------------------------
 
 
+def freeze_batchnorm(model: nn.Module) -> None:
+    """BatchNorm layers use their running statistics in training too (their affine weights still learn): a
+    fine-tune from the ONNX weights, whose folded BatchNorms are identities, keeps the shipped function at
+    step 0 instead of re-normalising every layer with batch statistics."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
 def _dist_info() -> tuple:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -376,6 +385,8 @@ def train(cfg: dict, out_dir: str, stop_after_steps: Optional[int] = None, quiet
         f = lr_factor(step, warmup, total_steps, float(tc["min_lr_ratio"]))
         for grp in opt.param_groups:
             grp["lr"] = grp["base_lr"] * f
+        if tc.get("freeze_bn"):
+            freeze_batchnorm(model)
         outs = ddp_model(x, with_aux=True)
         loss = deep_supervision_loss(outs, y, cfg["loss"]["aux_weights"])
         opt.zero_grad(set_to_none=True)

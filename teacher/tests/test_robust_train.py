@@ -51,3 +51,26 @@ def test_compact_cache_round_trip(tmp_path):
     assert im0.shape == (48, 64, 3) and m0.shape == (48, 64)  # aspect kept, shorter side 48
     assert abs(m0.mean() - 0.25 * 0.25) < 0.02
     assert cs.get(1)[0].shape == (48, 48, 3)
+
+
+def test_freeze_batchnorm_keeps_the_eval_function_in_training_mode():
+    from teacher.models import build_model
+    from teacher.train import freeze_batchnorm
+
+    torch.manual_seed(0)
+    m = build_model("fused", (64, 96))
+    x = torch.randn(2, 3, 64, 96)
+    m.eval()
+    with torch.no_grad():
+        ref = m(x)
+    import copy
+
+    other = copy.deepcopy(m).train()  # (a training-mode forward also moves the running statistics)
+    with torch.no_grad():
+        moving = other(x)
+    m.train()
+    freeze_batchnorm(m)
+    with torch.no_grad():
+        frozen = m(x)
+    assert (moving - ref).abs().max() > 1e-3  # batch statistics change the output...
+    assert torch.allclose(frozen, ref, atol=1e-5)  # ...frozen ones do not
