@@ -34,6 +34,8 @@ export const VARIANTS: Record<string, PostprocessOptions | null> = {
   largest: { components: 'largest', fillHoles: true },
   central: { components: 'central', fillHoles: true },
   fill_only: { components: 'all', fillHoles: true },
+  // also keeps the pieces of a lesion cut by the frame (components of >= 30% of the kept one's area)
+  central_keep30: { components: 'central', keepRatio: 0.3, fillHoles: true },
 };
 
 /** A sticker / ruler counts as segmented as lesion when at least this share of its pixels is predicted lesion. */
