@@ -31,8 +31,8 @@ export const SIZE_BINS: { name: string; lo: number; hi: number }[] = [
 
 export const VARIANTS: Record<string, PostprocessOptions | null> = {
   raw: null,
-  largest: { components: 'largest', fillHoles: true },
-  central: { components: 'central', fillHoles: true },
+  largest: { components: 'largest', keepRatio: 1, fillHoles: true },
+  central: { components: 'central', keepRatio: 1, fillHoles: true },
   fill_only: { components: 'all', fillHoles: true },
   // also keeps the pieces of a lesion cut by the frame (components of >= 30% of the kept one's area)
   central_keep30: { components: 'central', keepRatio: 0.3, fillHoles: true },

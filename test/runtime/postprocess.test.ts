@@ -29,7 +29,7 @@ test('two blobs: the largest is kept; "central" prefers a central blob over a la
   const cc = connectedComponents(p.mask, p.w, p.h);
   assert.equal(cc.components.length, 2);
   assert.deepEqual(cc.components.map((c) => c.area), [9, 4]);
-  assert.deepEqual(show(postprocessMask(p.mask, p.w, p.h, { components: 'largest' }), p.w), [
+  assert.deepEqual(show(postprocessMask(p.mask, p.w, p.h, { components: 'largest', keepRatio: 1 }), p.w), [
     '###.......',
     '###.......',
     '###.......',
@@ -40,7 +40,7 @@ test('two blobs: the largest is kept; "central" prefers a central blob over a la
   ]);
   // centre (4.5, 3); corner blob centroid (1, 1): distance 4.03 of half-diagonal 5.41 -> 9 x 0.255 = 2.3;
   // central blob centroid (5.5, 4.5): distance 1.80 -> 4 x 0.667 = 2.67, so the central one wins
-  assert.deepEqual(show(postprocessMask(p.mask, p.w, p.h, { components: 'central' }), p.w), [
+  assert.deepEqual(show(postprocessMask(p.mask, p.w, p.h, { components: 'central', keepRatio: 1 }), p.w), [
     '..........',
     '..........',
     '..........',
@@ -49,8 +49,11 @@ test('two blobs: the largest is kept; "central" prefers a central blob over a la
     '.....##...',
     '..........',
   ]);
-  // keepRatio 0.4 keeps both (4 >= 0.4 x 9)
-  assert.deepEqual(postprocessMask(p.mask, p.w, p.h, { keepRatio: 0.4 }), p.mask);
+  // keepRatio 0.4 keeps both (4 >= 0.4 x 9), 0.5 only the largest
+  assert.deepEqual(postprocessMask(p.mask, p.w, p.h, { components: 'largest', keepRatio: 0.4 }), p.mask);
+  assert.equal(postprocessMask(p.mask, p.w, p.h, { components: 'largest', keepRatio: 0.5 }).reduce((a, v) => a + v, 0), 9);
+  // the default: the central blob (score 2.67) is kept, and the corner one too (9 >= 0.3 x 4)
+  assert.deepEqual(postprocessMask(p.mask, p.w, p.h), p.mask);
 });
 
 test('diagonal neighbours are one component (8-connectivity), two with 4-connectivity', () => {
