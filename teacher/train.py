@@ -31,6 +31,7 @@ import torch.nn as nn
 import yaml
 
 from .data import AugConfig, augment, load_cache, normalize, synthetic_data, to_tensors
+from .robust import RobustConfig, robust_sample
 from .losses import deep_supervision_loss
 from .models import build_model, count_params
 
@@ -58,6 +59,11 @@ DEFAULTS: Dict[str, Any] = {
         "val_batch_size": 16,
     },
     "aug": {},
+    # the robust recipe (teacher/robust.py): zoom-out / aspect crops from the compact native-aspect cache,
+    # artefacts, skin tone; off by default (the shipped teacher was trained without it)
+    "robust": {"enabled": False},
+    # start a fresh run from an exported teacher's weights (teacher/onnx_init.py): {"onnx": path}
+    "init": {},
     "loss": {"aux_weights": {"aux16": 0.2, "aux_t": 0.3, "final": 0.5}},
 }
 
@@ -159,6 +165,15 @@ def validate(model: nn.Module, imgs: np.ndarray, masks: np.ndarray, bs: int, cha
 # ----------------------------------------------------------------------------------------------------------
 
 
+def freeze_batchnorm(model: nn.Module) -> None:
+    """BatchNorm layers use their running statistics in training too (their affine weights still learn): a
+    fine-tune from the ONNX weights, whose folded BatchNorms are identities, keeps the shipped function at
+    step 0 instead of re-normalising every layer with batch statistics."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
 def _dist_info() -> tuple:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -201,14 +216,41 @@ def train(cfg: dict, out_dir: str, stop_after_steps: Optional[int] = None, quiet
     # data
     size = tuple(cfg["img_size"])
     dc = cfg["data"]
+    rcfg = RobustConfig.from_dict(cfg.get("robust"))
+    compact = None
     if dc.get("synthetic"):
         tr_imgs, tr_masks = synthetic_data(int(dc["synthetic"]), size, seed=1)
         va_imgs, va_masks = synthetic_data(max(2, int(dc["synthetic"]) // 2), size, seed=2)
+        if rcfg.enabled:
+            from .compact_cache import CompactSet
+
+            compact = CompactSet.from_arrays(tr_imgs, tr_masks)
     else:
-        tr_imgs, tr_masks = load_cache(dc["cache"], "train", size)
-        va_imgs, va_masks = load_cache(dc["cache"], "val", size)
+        if rcfg.enabled:
+            from .compact_cache import CompactSet, build, cache_path
+
+            from .robust import resize_image, resize_mask
+
+            short = int(dc.get("compact_short", 256))
+            for sp in ("train", "val"):
+                cp = cache_path(dc["compact_cache"], sp, short)
+                if not cp.exists() and is_main:
+                    log(f"building the compact cache {cp}")
+                    build(dc["root"], sp, dc["compact_cache"], short)
+            if world > 1:
+                dist.barrier()
+            compact = CompactSet.load(cache_path(dc["compact_cache"], "train", short))
+            tr_imgs, tr_masks = None, None
+            # validation as the runtime sees images: the whole image resized (stretched) to the model size
+            val = CompactSet.load(cache_path(dc["compact_cache"], "val", short))
+            pairs = [val.get(i) for i in range(len(val))]
+            va_imgs = np.stack([resize_image(im, size[1], size[0]) for im, _ in pairs])
+            va_masks = np.stack([resize_mask(m, size[1], size[0]) for _, m in pairs])
+        else:
+            tr_imgs, tr_masks = load_cache(dc["cache"], "train", size)
+            va_imgs, va_masks = load_cache(dc["cache"], "val", size)
     bs = int(tc["batch_size"])
-    n_train = len(tr_imgs)
+    n_train = len(compact) if compact is not None else len(tr_imgs)
     steps_per_epoch = n_train // (bs * world)
     total_steps = steps_per_epoch * int(tc["epochs"])
     warmup = int(round(float(tc["warmup_epochs"]) * steps_per_epoch))
@@ -220,6 +262,13 @@ def train(cfg: dict, out_dir: str, stop_after_steps: Optional[int] = None, quiet
     torch.manual_seed(seed)
     random.seed(seed)
     model = build_from_config(cfg)
+    init_onnx = (cfg.get("init") or {}).get("onnx")
+    if init_onnx and not (out / "last.pt").exists():
+        from .onnx_init import load_onnx_weights
+
+        info = load_onnx_weights(model, init_onnx, size)
+        log(f"weights from {init_onnx}: {info['assigned']} tensors, {info['folded_batchnorms']} folded BatchNorms "
+            f"set to identity, kept initial: {info['kept_initial']}")
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = make_optimizer(model, tc)
@@ -321,7 +370,13 @@ def train(cfg: dict, out_dir: str, stop_after_steps: Optional[int] = None, quiet
         gb = bs * world
         idx = np.sort(perm[k * gb + rank * bs : k * gb + rank * bs + bs])
         t0 = time.time()
-        x, y = to_tensors(tr_imgs[idx], tr_masks[idx])
+        if compact is not None:
+            # one numpy stream per (seed, step, rank, slot): a resumed run redraws the same samples
+            pairs = [robust_sample(*compact.get(int(i)), size, rcfg,
+                                   np.random.default_rng([seed, step, rank, j])) for j, i in enumerate(idx)]
+            x, y = to_tensors(np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]))
+        else:
+            x, y = to_tensors(tr_imgs[idx], tr_masks[idx])
         g = torch.Generator().manual_seed(((seed * 1_000_003 + step) * 64 + rank) % (2**63))
         x, y = augment(x, y, aug_cfg, g)
         x = normalize(x)
@@ -330,6 +385,8 @@ def train(cfg: dict, out_dir: str, stop_after_steps: Optional[int] = None, quiet
         f = lr_factor(step, warmup, total_steps, float(tc["min_lr_ratio"]))
         for grp in opt.param_groups:
             grp["lr"] = grp["base_lr"] * f
+        if tc.get("freeze_bn"):
+            freeze_batchnorm(model)
         outs = ddp_model(x, with_aux=True)
         loss = deep_supervision_loss(outs, y, cfg["loss"]["aux_weights"])
         opt.zero_grad(set_to_none=True)
@@ -378,6 +435,8 @@ def main(argv: Optional[list] = None) -> None:
                          "(a budget-matched comparison run; resume later to go on)")
     ap.add_argument("--threads", type=int, default=None,
                     help="override train.num_threads (1 is faster than 2 when other work shares the 2 cores)")
+    ap.add_argument("--stop-after-steps", type=int, default=None,
+                    help="end after this many global steps without a checkpoint (a smoke test of the recipe)")
     a = ap.parse_args(argv)
     over: dict = {}
     if a.pretrained:
@@ -392,7 +451,7 @@ def main(argv: Optional[list] = None) -> None:
     if a.threads:
         over.setdefault("train", {})["num_threads"] = a.threads
     cfg = load_config(a.config, over)
-    res = train(cfg, a.out, until_epoch=a.until_epoch)
+    res = train(cfg, a.out, until_epoch=a.until_epoch, stop_after_steps=a.stop_after_steps)
     if _dist_info()[1] == 0:  # only rank 0 validates
         print(json.dumps({"done_steps": res["step"], "best_val_dice": res.get("best_dice")}), flush=True)
     if dist.is_initialized():

@@ -12,10 +12,11 @@
  * nearest neighbour; all three use the same source position and the same edge clamping).
  */
 import { float16ToFloat32 } from '../onnx/tensor.js';
-import { decodeImage, readMask, resizeBilinearU8 } from '../runtime/image.js';
+import { decodeImage, readMask, resizeBilinearU8, resizeProbability } from '../runtime/image.js';
 import { sha256File } from '../util/hash.js';
 import { Progress } from '../util/progress.js';
 import { LesionFuseError } from '../util/errors.js';
+import { addArtefacts, ARTEFACT_CODE, shiftSkinTone, zoomOut, type ImageMaskPair } from './robust.js';
 
 /** Training images, masks and (optionally) teacher logits, all at one H x W, packed per sample. */
 export interface InMemoryDataset {
@@ -47,9 +48,31 @@ export interface AugmentOptions {
   brightness?: number;
   contrast?: number;
   saturation?: number;
+  /**
+   * The full-field recipe of issue 11 (src/distill/robust.ts), applied before the transforms above; absent by
+   * default, and when absent no random number is drawn for it (runs without it replay exactly as before).
+   */
+  robust?: RobustAugmentOptions;
 }
 
-export const DEFAULT_AUGMENT: Required<AugmentOptions> = {
+/** Probabilities and ranges of the full-field transforms (see {@link robustSample}). */
+export interface RobustAugmentOptions {
+  /** Probability of a zoom-out (default 0.5). */
+  zoomOut?: number;
+  /** Lesion share of the frame after a zoom-out, drawn uniformly (default [0.02, 0.15]). */
+  share?: [number, number];
+  /** Probability of synthetic artefacts: stickers, ruler, dark corners, hair (default 0.5). */
+  artefacts?: number;
+  /** Probability of a skin-tone shift (default 0.3). */
+  skinTone?: number;
+  /** Target skin ITA range in degrees (default [-45, 25]: tan to dark). */
+  itaRange?: [number, number];
+}
+
+/** The options `lesionfuse distill --robust` uses. */
+export const DEFAULT_ROBUST: Required<RobustAugmentOptions> = { zoomOut: 0.5, share: [0.02, 0.15], artefacts: 0.5, skinTone: 0.3, itaRange: [-45, 25] };
+
+export const DEFAULT_AUGMENT: Required<Omit<AugmentOptions, 'robust'>> = {
   hflip: true,
   vflip: true,
   rotate90: true,
@@ -60,7 +83,7 @@ export const DEFAULT_AUGMENT: Required<AugmentOptions> = {
 };
 
 /** No augmentation at all (validation, tests). */
-export const NO_AUGMENT: Required<AugmentOptions> = {
+export const NO_AUGMENT: Required<Omit<AugmentOptions, 'robust'>> = {
   hflip: false,
   vflip: false,
   rotate90: false,
@@ -244,6 +267,64 @@ export function softLabelOf(ds: InMemoryDataset, index: number): Float32Array | 
   return out;
 }
 
+/**
+ * One sample through the full-field transforms, at the same size: a zoom-out (the soft label resized into the
+ * same rectangle, the fill given the teacher's median skin logit), artefacts (the soft label pushed to at most
+ * that skin logit under stickers, rulers and dark corners, which are never on the lesion), a skin-tone shift
+ * (image only). Three draws decide which apply, then each transform draws what it needs.
+ */
+export function robustSample(
+  image: Uint8Array,
+  mask: Uint8Array,
+  soft: Float32Array | null,
+  height: number,
+  width: number,
+  opts: RobustAugmentOptions,
+  rand: () => number,
+): AugmentedSample {
+  const o = { ...DEFAULT_ROBUST, ...opts };
+  const doZoom = rand() < o.zoomOut;
+  const doArt = rand() < o.artefacts;
+  const doTone = rand() < o.skinTone;
+  let pair: ImageMaskPair = { image: { width, height, data: image }, mask };
+  let outSoft = soft;
+  let skinLogit = -6;
+  if (soft) {
+    const v: number[] = [];
+    for (let i = 0; i < mask.length; i++) if (!mask[i]) v.push(soft[i]!);
+    if (v.length) skinLogit = v.sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
+  }
+  if (doZoom) {
+    const [lo, hi] = o.share;
+    const z = zoomOut(pair, { frameWidth: width, frameHeight: height, targetShare: lo + (hi - lo) * rand(), rand, maxScale: 1 });
+    pair = z;
+    if (soft) {
+      const { x, y, width: pw, height: ph } = z.placed;
+      const r = resizeProbability(soft, height, width, ph, pw);
+      const out = new Float32Array(width * height).fill(skinLogit);
+      for (let yy = 0; yy < ph; yy++) out.set(r.subarray(yy * pw, (yy + 1) * pw), (y + yy) * width + x);
+      outSoft = out;
+    }
+  }
+  if (doArt) {
+    const a = addArtefacts(pair, { rand });
+    pair = { image: a.image, mask: a.mask };
+    if (outSoft) {
+      const out = new Float32Array(outSoft);
+      for (let i = 0; i < out.length; i++) {
+        const c = a.artefactMap[i]!;
+        if (c === ARTEFACT_CODE.sticker || c === ARTEFACT_CODE.ruler || c === ARTEFACT_CODE.vignette) out[i] = Math.min(out[i]!, skinLogit);
+      }
+      outSoft = out;
+    }
+  }
+  if (doTone) {
+    const [lo, hi] = o.itaRange;
+    pair = { image: shiftSkinTone(pair, { targetIta: lo + (hi - lo) * rand() }).image, mask: pair.mask };
+  }
+  return { image: pair.image.data, mask: pair.mask, soft: outSoft };
+}
+
 /** A batch in the layout the training graph takes. */
 export interface TrainingBatch {
   n: number;
@@ -296,10 +377,11 @@ export function makeBatch(
   const mask = new Float32Array(b * n);
   const teacher = ds.soft ? new Float32Array(b * n) : null;
   indices.forEach((idx, slot) => {
+    let img = ds.images.subarray(idx * n * 3, (idx + 1) * n * 3);
+    let m = ds.masks.subarray(idx * n, (idx + 1) * n);
+    let s = softLabelOf(ds, idx);
+    if (opts.augment.robust) ({ image: img, mask: m, soft: s } = robustSample(img, m, s, height, width, opts.augment.robust, opts.rand));
     const d = drawAugment(opts.rand, height, width, opts.augment);
-    const img = ds.images.subarray(idx * n * 3, (idx + 1) * n * 3);
-    const m = ds.masks.subarray(idx * n, (idx + 1) * n);
-    const s = softLabelOf(ds, idx);
     const a = applyAugment(img, m, s, height, width, d);
     writeNormalisedImage(a.image, height, width, opts.mean, opts.std, image, slot);
     for (let i = 0; i < n; i++) mask[slot * n + i] = a.mask[i]!;

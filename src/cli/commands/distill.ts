@@ -3,6 +3,7 @@
  */
 import type { CommandModule } from 'yargs';
 import { distill } from '../../distill/distill.js';
+import { DEFAULT_ROBUST } from '../../distill/augment.js';
 import { parseStudentName, STUDENT_NAMES } from '../../distill/zoo/index.js';
 import { resolveModelPath } from '../../models.js';
 import { LesionFuseError } from '../../util/errors.js';
@@ -30,6 +31,7 @@ interface DistillArgs {
   resume: boolean;
   threads: number;
   augment: boolean;
+  robust: boolean;
   'cache-dir'?: string;
   'skip-unpaired': boolean;
   'input-size'?: string;
@@ -74,6 +76,7 @@ export const command: CommandModule<object, DistillArgs> = {
       .option('resume', { type: 'boolean', default: false, describe: 'continue from <out>/checkpoint.lfck' })
       .option('threads', { type: 'number', default: 2, describe: 'onnxruntime intra-op threads' })
       .option('augment', { type: 'boolean', default: true, describe: '--no-augment turns augmentation off' })
+      .option('robust', { type: 'boolean', default: false, describe: 'full-field augmentation: zoom-out, stickers/rulers/hair/dark corners, darker skin (reports/robustness)' })
       .option('cache-dir', { type: 'string', describe: 'soft-label cache (default <out>/cache/softlabels)' })
       .option('skip-unpaired', { type: 'boolean', default: false, describe: 'go on without images that have no mask (and masks without image)' })
       .option('input-size', { type: 'string', describe: "HxW to train at, for a teacher whose height/width are symbolic and unrecorded (default: the teacher's)" })
@@ -104,7 +107,7 @@ export const command: CommandModule<object, DistillArgs> = {
       seed: a.seed,
       resume: a.resume,
       threads: a.threads,
-      augment: a.augment ? undefined : false,
+      augment: a.augment ? (a.robust ? { robust: { ...DEFAULT_ROBUST } } : undefined) : false,
       cacheDir: a['cache-dir'],
       skipUnpaired: a['skip-unpaired'],
       ...(a['input-size'] !== undefined ? { inputSize: parseSize(a['input-size']) } : {}),
