@@ -16,6 +16,11 @@ export interface SegmentationMetadata {
    * (the runtime's default applies).
    */
   resize: 'exact' | 'fast' | null;
+  /**
+   * Mask post-processing the model was validated with: 'lesion' (keep the lesion-like connected components,
+   * fill holes: runtime/postprocess.ts) or 'none'; null when the model does not say (then none).
+   */
+  postprocess: 'lesion' | 'none' | null;
 }
 
 export const IMAGENET_MEAN: [number, number, number] = [0.485, 0.456, 0.406];
@@ -30,6 +35,7 @@ export const METADATA_KEYS = {
   threshold: 'lesionfuse.threshold',
   modelName: 'lesionfuse.model_name',
   resize: 'lesionfuse.resize',
+  postprocess: 'lesionfuse.postprocess',
 } as const;
 
 function triple(text: string, key: string): [number, number, number] {
@@ -59,6 +65,10 @@ export function readSegmentationMetadata(metadata: Record<string, string>): Segm
   if (resize !== null && resize !== 'exact' && resize !== 'fast') {
     throw new LesionFuseError(`metadata ${METADATA_KEYS.resize} must be exact or fast, got '${resize}'`);
   }
+  const postprocess = metadata[METADATA_KEYS.postprocess]?.trim().toLowerCase() ?? null;
+  if (postprocess !== null && postprocess !== 'lesion' && postprocess !== 'none') {
+    throw new LesionFuseError(`metadata ${METADATA_KEYS.postprocess} must be lesion or none, got '${postprocess}'`);
+  }
   const threshold = metadata[METADATA_KEYS.threshold] !== undefined ? Number(metadata[METADATA_KEYS.threshold]) : 0.5;
   if (!(threshold > 0 && threshold < 1)) throw new LesionFuseError(`metadata ${METADATA_KEYS.threshold} must be in (0, 1)`);
   return {
@@ -70,6 +80,7 @@ export function readSegmentationMetadata(metadata: Record<string, string>): Segm
     threshold,
     modelName: metadata[METADATA_KEYS.modelName] ?? null,
     resize,
+    postprocess,
   };
 }
 
@@ -84,5 +95,6 @@ export function segmentationMetadataProps(meta: Partial<SegmentationMetadata>): 
   if (meta.threshold !== undefined) out[METADATA_KEYS.threshold] = String(meta.threshold);
   if (meta.modelName) out[METADATA_KEYS.modelName] = meta.modelName;
   if (meta.resize) out[METADATA_KEYS.resize] = meta.resize;
+  if (meta.postprocess) out[METADATA_KEYS.postprocess] = meta.postprocess;
   return out;
 }

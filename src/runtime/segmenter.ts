@@ -12,6 +12,7 @@ import { inferGraphShapes } from '../onnx/shape.js';
 import { readModel } from '../onnx/io.js';
 import { readSegmentationMetadata, type SegmentationMetadata } from '../onnx/metadata.js';
 import { float16ToFloat32 } from '../onnx/tensor.js';
+import { lesionPostprocess } from './postprocess.js';
 import { resolveModelPath } from '../models.js';
 import { LesionFuseError } from '../util/errors.js';
 import {
@@ -90,7 +91,7 @@ export interface SegmenterOptions {
    */
   resize?: ResizeMode;
   /** Mask post-processing at the original resolution (none by default). */
-  postprocess?: MaskPostprocess;
+  postprocess?: MaskPostprocess | 'lesion' | 'none';
 }
 
 export interface SegmentResult {
@@ -279,7 +280,10 @@ export class Segmenter {
     if (resolved.std.some((x) => x === 0)) throw new LesionFuseError('std must not contain 0', { subject: '--std' });
     refuseMultiChannelOutput(ir, io, inputSize, path);
     const rs = await RuntimeSession.open(path, profile);
-    return new Segmenter(rs, resolved, io.input.name, io.output.name, io.fixedBatch, path, opts.maxPixels, opts.postprocess ?? null);
+    // Post-processing: as asked, else as the model's metadata says it was validated (lesionfuse.postprocess), else none.
+    const pp = opts.postprocess ?? meta.postprocess ?? 'none';
+    const postprocess = pp === 'none' ? null : pp === 'lesion' ? lesionPostprocess() : pp;
+    return new Segmenter(rs, resolved, io.input.name, io.output.name, io.fixedBatch, path, opts.maxPixels, postprocess);
   }
 
   /** The model input size (H x W) images are resized to. */

@@ -10,6 +10,7 @@ import type { Split } from '../../runtime/dataset.js';
 import { MIN_GROUP_N, subgroupMarkdown } from '../../runtime/subgroup-table.js';
 
 interface Args {
+  postprocess?: string;
   model?: string;
   data?: string;
   split?: string;
@@ -67,6 +68,7 @@ export const command: CommandModule<object, Args> = {
       .option('max-pixels', { type: 'number', default: DEFAULT_MAX_PIXELS, describe: 'refuse images whose header declares more pixels (decompression bombs)' })
       .option('pred', { type: 'string', describe: 'score existing masks in this folder (with --truth) instead of running a model; a `segment` output folder works as it is' })
       .option('truth', { type: 'string', describe: 'truth masks for --pred, matched by id' })
+      .option('postprocess', { type: 'string', choices: ['lesion', 'none'], describe: "mask post-processing: lesion (keep the lesion-like components, fill holes) or none; default: the model's lesionfuse.postprocess, else none" })
       .option('json', { type: 'boolean', default: false, describe: 'print metrics.json to stdout' })
       .option('groups', { type: 'string', describe: 'groups.csv: image id, then your own group columns (e.g. fitzpatrick,device)' })
       .option('reference', { type: 'string', describe: "an earlier eval's metrics.json or per_image.csv (e.g. the teacher's): paired differences per group" })
@@ -103,6 +105,7 @@ export const command: CommandModule<object, Args> = {
           output: a.output,
           maxPixels: a['max-pixels'],
           threads: a.threads,
+          postprocess: a.postprocess as 'lesion' | 'none' | undefined,
         },
       });
     }

@@ -5,6 +5,7 @@ import { DEFAULT_MAX_PIXELS } from '../../runtime/image.js';
 import { DEFAULT_PROFILE } from '../../runtime/segmenter.js';
 
 interface Args {
+  postprocess?: string;
   model: string;
   inputs: string[];
   out: string;
@@ -41,6 +42,7 @@ export const command: CommandModule<object, Args> = {
       .option('outputs', { type: 'string', default: 'mask', describe: 'what to write per image, comma-separated: mask (<stem>_mask.png), prob (<stem>_prob.png), overlay (<stem>_overlay.jpg, at most 1024 px)' })
       .option('overwrite', { type: 'boolean', default: false, describe: 'write into a folder made by another model or with other settings, or holding other files' })
       .option('resize', { type: 'string', choices: ['fast', 'exact'], describe: "how images are resized to the model: exact (Pillow BILINEAR) or fast (libvips on decode); default: the model's lesionfuse.resize, else exact" })
+      .option('postprocess', { type: 'string', choices: ['lesion', 'none'], describe: "mask post-processing: lesion (keep the lesion-like components, fill holes) or none; default: the model's lesionfuse.postprocess, else none" })
       .option('json', { type: 'boolean', default: false, describe: 'print the list of outputs and failures as JSON on stdout' })
       .example('$0 segment default:student photos/ --out masks/', 'segment every image in a folder')
       .example("$0 segment model.onnx 'scans/*.JPG' lesion.png --out out/ --profile cpu-2t", 'a quoted glob and a file')
@@ -60,6 +62,7 @@ export const command: CommandModule<object, Args> = {
       outputs: a.outputs,
       overwrite: a.overwrite,
       resize: a.resize as 'fast' | 'exact' | undefined,
+      postprocess: a.postprocess as 'lesion' | 'none' | undefined,
       progress: getLogLevel() !== 'quiet',
     });
     for (const s of res.segmented) for (const w of s.warnings) log.warn(`${s.input}: ${w}`);
