@@ -29,7 +29,7 @@ import { resolveModelPath } from '../models.js';
 import { VERSION } from '../version.js';
 import { Segmenter } from '../runtime/segmenter.js';
 import { writeMaskPng } from '../runtime/image.js';
-import { defaultSampleImage, processingOf } from './bundle.js';
+import { defaultSampleImage, processingOf, type BundleManifest } from './bundle.js';
 
 export { WEB_BUNDLE_SCHEMA } from './integrity.js';
 import { listFiles, WEB_BUNDLE_SCHEMA } from './integrity.js';
@@ -74,16 +74,8 @@ export interface WebManifest {
   model: { file: string; sha256: string; sizeBytes: number };
   input: { name: string };
   output: { name: string };
-  preprocessing: {
-    size: { height: number; width: number };
-    resize: string;
-    scale: string;
-    mean: [number, number, number];
-    std: [number, number, number];
-    channelOrder: 'RGB' | 'BGR';
-    layout: 'NCHW';
-  };
-  postprocessing: { output: 'logits' | 'probabilities'; activation: 'sigmoid' | 'none'; threshold: number; resize: string };
+  preprocessing: BundleManifest['preprocessing'];
+  postprocessing: BundleManifest['postprocessing'];
   runtime: { package: 'onnxruntime-web'; version: string; files: string[]; providers: string[] };
   tolerance: typeof WEB_TOLERANCE;
   sample: { input: string; mask: string; expected: string };
