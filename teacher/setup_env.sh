@@ -8,7 +8,7 @@ py="${PYTHON:-python3}"
 if [ ! -x "$venv/bin/python" ]; then
   "$py" -m venv "$venv"
 fi
-if "$venv/bin/python" -c "import torch, torchvision, timm, onnx, onnxruntime, yaml, PIL, pytest" 2>/dev/null \
+if "$venv/bin/python" -c "import torch, torchvision, timm, onnx, onnxruntime, yaml, PIL, pytest, skimage" 2>/dev/null \
    && [ "$("$venv/bin/python" -c 'import torch; print(torch.__version__.split("+")[0])')" = "2.14.1" ]; then
   echo "teacher/.venv ready"
   exit 0
