@@ -30,7 +30,7 @@ import { bundleFile, checkBundleFiles, listFiles, readJson, WEB_BUNDLE_SCHEMA } 
 import type { WebManifest } from './web.js';
 import { trackTemp, writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
 import { packageRoot } from '../util/paths.js';
-import { claimOutputFolder } from '../util/outdir.js';
+import { claimOutputFolder, swapFolderIn } from '../util/outdir.js';
 import { resolveModelPath } from '../models.js';
 import { VERSION } from '../version.js';
 import { findModelCard, renderModelCard } from './card.js';
@@ -351,18 +351,6 @@ export function foreignBundleFiles(dir: string): string[] | null {
   }
 }
 
-/** Replace `dest` by the finished folder `tmp` (rename; an old bundle is removed only after the swap). */
-async function swapIn(tmp: string, dest: string): Promise<void> {
-  if (existsSync(dest)) {
-    if (!statSync(dest).isDirectory()) throw new LesionFuseError('exists and is not a folder', { subject: dest });
-    const old = `${dest}.old-${randomBytes(4).toString('hex')}`;
-    await fs.rename(dest, old);
-    await fs.rename(tmp, dest);
-    await fs.rm(old, { recursive: true, force: true });
-  } else {
-    await fs.rename(tmp, dest);
-  }
-}
 
 /**
  * Make an edge bundle from a model: the folder `out` (and `<out>.tar.gz` when `tar`). The sample image is
@@ -466,7 +454,7 @@ export async function packageBundle(opts: PackageOptions): Promise<PackageResult
     if (signingKey) await writeJsonAtomic(join(tmp, SIGNATURE_FILE), signManifest(await fs.readFile(join(tmp, 'manifest.json')), signingKey));
     await writeFileAtomic(join(tmp, 'CHECKSUMS.sha256'), await checksumsText(tmp, listFiles(tmp).filter((f) => f !== 'CHECKSUMS.sha256')));
     claimOutputFolder(dest, claim); // again: the folder may have changed while the bundle was made
-    await swapIn(tmp, dest);
+    await swapFolderIn(tmp, dest);
   } catch (err) {
     await fs.rm(tmp, { recursive: true, force: true });
     throw err;

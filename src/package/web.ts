@@ -24,7 +24,7 @@ import { LesionFuseError } from '../util/errors.js';
 import { sha256File } from '../util/hash.js';
 import { trackTemp, writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
 import { packageRoot } from '../util/paths.js';
-import { claimOutputFolder } from '../util/outdir.js';
+import { claimOutputFolder, swapFolderIn } from '../util/outdir.js';
 import { resolveModelPath } from '../models.js';
 import { VERSION } from '../version.js';
 import { Segmenter } from '../runtime/segmenter.js';
@@ -142,17 +142,6 @@ function playwrightVersion(): string {
   }
 }
 
-async function swapIn(tmp: string, dest: string): Promise<void> {
-  if (existsSync(dest)) {
-    if (!statSync(dest).isDirectory()) throw new LesionFuseError('exists and is not a folder', { subject: dest });
-    const old = `${dest}.old-${randomBytes(4).toString('hex')}`;
-    await fs.rename(dest, old);
-    await fs.rename(tmp, dest);
-    await fs.rm(old, { recursive: true, force: true });
-  } else {
-    await fs.rename(tmp, dest);
-  }
-}
 
 function readme(m: WebManifest, sizeMb: string): string {
   const pre = m.preprocessing;
@@ -343,7 +332,7 @@ export async function packageWebBundle(opts: WebPackageOptions): Promise<WebPack
     for (const f of listFiles(tmp)) lines.push(`${await sha256File(join(tmp, f))}  ${f}`);
     await writeFileAtomic(join(tmp, 'CHECKSUMS.sha256'), lines.join('\n') + '\n');
     claimOutputFolder(dest, claim); // again: the folder may have changed meanwhile
-    await swapIn(tmp, dest);
+    await swapFolderIn(tmp, dest);
     return { dir: dest, manifest };
   } catch (err) {
     await fs.rm(tmp, { recursive: true, force: true });

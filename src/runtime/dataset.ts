@@ -17,7 +17,7 @@ import { promises as fs, type Dirent } from 'node:fs';
 import { basename, extname, join, resolve, relative, sep } from 'node:path';
 import { LesionFuseError } from '../util/errors.js';
 import { IMAGE_EXTENSIONS } from './image.js';
-import { isRegularFile } from '../util/files.js';
+import { walkFiles } from '../util/files.js';
 
 export type Split = 'train' | 'val' | 'test' | 'all';
 export type DatasetLayout = 'lesionfuse-manifest' | 'isic' | 'ph2' | 'images-masks';
@@ -105,24 +105,9 @@ async function isDir(p: string): Promise<boolean> {
   }
 }
 
-/** Files under `dir` (hidden entries skipped, sorted by name), at most `depth` folders deep. */
-export async function walk(dir: string, depth: number): Promise<string[]> {
-  const out: string[] = [];
-  let entries: Dirent[];
-  try {
-    entries = await fs.readdir(dir, { withFileTypes: true });
-  } catch {
-    return out;
-  }
-  entries.sort((a, b) => a.name.localeCompare(b.name));
-  for (const e of entries) {
-    if (e.name.startsWith('.')) continue;
-    const p = join(dir, e.name);
-    if (e.isDirectory()) {
-      if (depth > 0) out.push(...(await walk(p, depth - 1)));
-    } else if (await isRegularFile(dir, e)) out.push(p);
-  }
-  return out;
+/** Files under `dir` (hidden entries skipped, sorted by name), at most `depth` folders deep (see walkFiles). */
+export function walk(dir: string, depth: number): Promise<string[]> {
+  return walkFiles(dir, depth);
 }
 
 /** Read `splits/<name>.txt` under root: a set of paths relative to root (forward slashes). */

@@ -14,7 +14,7 @@ import { LesionFuseError, describeError } from '../util/errors.js';
 import { writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
 import { sha256File } from '../util/hash.js';
 import { Progress } from '../util/progress.js';
-import { isRegularFile } from '../util/files.js';
+import { isRegularFile, walkFiles } from '../util/files.js';
 import { VERSION } from '../version.js';
 import { resolveModelPath } from '../models.js';
 import { IMAGE_EXTENSIONS, maskPngBytes, writeOverlayJpeg, writeProbabilityPng, type ResizeMode } from './image.js';
@@ -76,24 +76,8 @@ async function realpathLoose(p: string): Promise<string> {
  * folders (no cycles); files whose real path is inside `exclude` (the output folder) are left out.
  */
 async function walkImages(dir: string, exclude: string | null, depth = 16): Promise<string[]> {
-  const out: string[] = [];
-  let entries: Dirent[];
-  try {
-    entries = await fs.readdir(dir, { withFileTypes: true });
-  } catch {
-    return out;
-  }
-  entries.sort((a, b) => a.name.localeCompare(b.name));
-  for (const e of entries) {
-    if (e.name.startsWith('.')) continue;
-    const p = join(dir, e.name);
-    if (e.isDirectory()) {
-      if (depth > 0 && !(exclude && isInside(await realpathLoose(p), exclude))) out.push(...(await walkImages(p, exclude, depth - 1)));
-    } else if (isImageName(e.name) && (await isRegularFile(dir, e))) {
-      if (!(exclude && isInside(await realpathLoose(p), exclude))) out.push(p);
-    }
-  }
-  return out;
+  const skip = exclude ? async (p: string) => isInside(await realpathLoose(p), exclude) : undefined;
+  return (await walkFiles(dir, depth, skip)).filter((p) => isImageName(basename(p)));
 }
 
 /** Files matching a glob: path segments with * and ?, and `**` for any number of folders. */

@@ -15,3 +15,27 @@ export async function isRegularFile(dir: string, e: Dirent): Promise<boolean> {
     return false;
   }
 }
+
+/**
+ * Regular files under `dir` (symbolic links to files followed, links to folders not: no cycles), hidden entries
+ * skipped, sorted by name, at most `depth` folders deep. `skip` leaves out a folder or file by path (e.g. an
+ * output folder inside the input). The one folder walk of datasets, `segment` inputs and `audit`.
+ */
+export async function walkFiles(dir: string, depth: number, skip?: (path: string) => Promise<boolean>): Promise<string[]> {
+  const out: string[] = [];
+  let entries: Dirent[];
+  try {
+    entries = await fs.readdir(dir, { withFileTypes: true });
+  } catch {
+    return out;
+  }
+  entries.sort((a, b) => a.name.localeCompare(b.name));
+  for (const e of entries) {
+    if (e.name.startsWith('.')) continue;
+    const p = join(dir, e.name);
+    if (e.isDirectory()) {
+      if (depth > 0 && !(skip && (await skip(p)))) out.push(...(await walkFiles(p, depth - 1, skip)));
+    } else if ((await isRegularFile(dir, e)) && !(skip && (await skip(p)))) out.push(p);
+  }
+  return out;
+}

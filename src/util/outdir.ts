@@ -5,7 +5,8 @@
  * force flag; and a folder that holds one of the command's own inputs is refused always, so a command can
  * never delete the model or images it reads.
  */
-import { existsSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { existsSync, promises as fs, readdirSync, realpathSync, statSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { dirname, resolve, sep } from 'node:path';
 import { LesionFuseError } from './errors.js';
 
@@ -62,4 +63,20 @@ export function claimOutputFolder(dest: string, opts: ClaimOptions): boolean {
       `choose a new folder, or pass ${opts.forceFlag ?? '--force'} to replace everything in it`,
     { subject: dest },
   );
+}
+
+/**
+ * Put the finished folder `tmp` in place of `dest` (claimed first with {@link claimOutputFolder}): renames only,
+ * so `dest` is never half-written; an old folder there is removed only after the new one is in place.
+ */
+export async function swapFolderIn(tmp: string, dest: string): Promise<void> {
+  if (existsSync(dest)) {
+    if (!statSync(dest).isDirectory()) throw new LesionFuseError('exists and is not a folder', { subject: dest });
+    const old = `${dest}.old-${randomBytes(4).toString('hex')}`;
+    await fs.rename(dest, old);
+    await fs.rename(tmp, dest);
+    await fs.rm(old, { recursive: true, force: true });
+  } else {
+    await fs.rename(tmp, dest);
+  }
 }

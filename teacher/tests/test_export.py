@@ -11,20 +11,10 @@ from teacher.models import build_model
 SMALL = (64, 96)
 
 
-def _randomise_bn(model):
-    # non-trivial BatchNorm statistics, so folding and parity are really exercised
-    g = torch.Generator().manual_seed(0)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-
-
-def test_export_parity_fp32_and_contract(tmp_path):
+def test_export_parity_fp32_and_contract(tmp_path, randomise_bn):
     torch.manual_seed(0)
     m = build_model("fused", SMALL).eval()
-    _randomise_bn(m)
+    randomise_bn(m)
     out = tmp_path / "t.onnx"
     rep = export_model(m, out, SMALL, "fused-teacher", val_dice=0.5, test_metrics={"dice": 0.5})
     assert rep["max_abs_logit_diff"] <= 1e-4
@@ -60,10 +50,10 @@ def test_export_fp16_storage_parity_at_init(tmp_path):
     assert rep["max_abs_logit_diff"] <= 1e-3 and rep["max_abs_prob_diff"] <= 1e-3
 
 
-def test_export_fp16_storage_parity_and_size(tmp_path):
+def test_export_fp16_storage_parity_and_size(tmp_path, randomise_bn):
     torch.manual_seed(0)
     m = build_model("fused", SMALL).eval()
-    _randomise_bn(m)
+    randomise_bn(m)
     a, b = tmp_path / "a.onnx", tmp_path / "b.onnx"
     export_model(m, a, SMALL)
     rep = export_model(m, b, SMALL, fp16_storage=True)

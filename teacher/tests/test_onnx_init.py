@@ -8,25 +8,15 @@ from teacher.onnx_init import _module_path, load_onnx_weights, parity
 SMALL = (64, 96)
 
 
-def _randomise_bn(model):
-    g = torch.Generator().manual_seed(0)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-
-
 def test_module_path_from_node_names():
     assert _module_path("/model/cnn/layer1/layer1.0/conv1/Conv") == "cnn.layer1.0.conv1"
     assert _module_path("/model/merge8/gate/psi/psi.0/Conv") == "merge8.gate.psi.0"
 
 
-def test_weights_come_back_from_fp16_onnx_with_folded_batchnorm(tmp_path):
+def test_weights_come_back_from_fp16_onnx_with_folded_batchnorm(tmp_path, randomise_bn):
     torch.manual_seed(0)
     src = build_model("fused", SMALL).eval()
-    _randomise_bn(src)
+    randomise_bn(src, bias=True)
     # distinct values everywhere: the exporter merges initializers with identical values (fresh biases of 0,
     # LayerNorm weights of 1) under one name, which the loader refuses rather than guesses (a trained model
     # has none)
