@@ -12,7 +12,7 @@
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { writeJsonAtomic } from '../src/util/atomic.js';
@@ -36,6 +36,7 @@ for (const [k, v] of [['--runs', runs], ['--warmup', warmup], ['--threads', thre
   if (!Number.isInteger(v) || v < (k === '--warmup' ? 0 : 1)) throw new Error(`${k} must be a ${k === '--warmup' ? 'non-negative' : 'positive'} integer`);
 }
 
+const startLoad = loadavg().map((x) => Math.round(x * 100) / 100);
 const tmp = mkdtempSync(join(tmpdir(), 'lf-browser-bench-'));
 try {
   const bundle = join(tmp, 'web');
@@ -48,8 +49,9 @@ try {
     profile: { ...profile, threads },
     modelArgument: model,
     command: `node dist/bench/browser-wasm.js --model ${model} --runs ${runs} --warmup ${warmup} --threads ${threads}`,
-    machine: machineInfo(),
     ...r,
+    // The machine that ran the browser, with the load average at the start and the end (a busy machine shows here).
+    host: { ...machineInfo(), loadAverage: { start: startLoad, end: loadavg().map((x) => Math.round(x * 100) / 100) } },
   };
   await mkdir(dirname(out), { recursive: true });
   await writeJsonAtomic(out, result);
