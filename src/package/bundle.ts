@@ -26,7 +26,7 @@ import type { Model } from '../onnx/ir.js';
 import { LesionFuseError, describeError } from '../util/errors.js';
 import type { KeyObject } from 'node:crypto';
 import { sha256, sha256File } from '../util/hash.js';
-import { bundleFile, checkBundleFiles, listFiles, readJson, WEB_BUNDLE_SCHEMA } from './integrity.js';
+import { bundleFile, checkBundleFiles, foreignBundleFiles as foreignBundleFilesOf, listFiles, readJson, WEB_BUNDLE_SCHEMA } from './integrity.js';
 import type { WebManifest } from './web.js';
 import { trackTemp, writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
 import { packageRoot } from '../util/paths.js';
@@ -331,24 +331,9 @@ async function checksumsText(dir: string, files: string[]): Promise<string> {
   return lines.join('\n') + '\n';
 }
 
-/**
- * The files in `dir` that are not part of the LesionFuse bundle there: [] when it holds a bundle (a manifest.json
- * of this schema) and nothing else, null when it holds no bundle. Only a folder with [] is replaced without --force.
- */
+/** The files in `dir` that are not part of the bundle there (see integrity.ts foreignBundleFiles). */
 export function foreignBundleFiles(dir: string): string[] | null {
-  let m: Partial<BundleManifest> | null;
-  try {
-    m = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as Partial<BundleManifest> | null;
-  } catch {
-    return null;
-  }
-  if (!m || m.schema !== BUNDLE_SCHEMA || typeof m.files !== 'object' || m.files === null) return null;
-  const files = m.files;
-  try {
-    return listFiles(dir).filter((f) => !(f === 'manifest.json' || f === 'CHECKSUMS.sha256' || f in files));
-  } catch {
-    return null; // a link or special file inside: not a plain bundle
-  }
+  return foreignBundleFilesOf(dir, BUNDLE_SCHEMA);
 }
 
 

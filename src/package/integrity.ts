@@ -3,7 +3,7 @@
  * lists with each file once. Node built-ins only: bundles carry this module (lib/) so that their runner checks
  * a bundle the same way `lesionfuse package verify` does.
  */
-import { existsSync, promises as fs, readdirSync, realpathSync, statSync } from 'node:fs';
+import { existsSync, promises as fs, readFileSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { join, relative, sep } from 'node:path';
 import { z } from 'zod';
 import { LesionFuseError, describeError } from '../util/errors.js';
@@ -186,4 +186,25 @@ export async function checkBundleFiles(dir: string, shown: string, opts: { pubke
     checks.push(`signed by key id ${String(sig?.keyId).slice(0, 16)}... (not checked: give the signer's public key with --pubkey)`);
   } else checks.push('unsigned (package with --sign KEY to sign a bundle)');
   return { manifest, checks, modelFile, signedBy };
+}
+
+/**
+ * The files in `dir` that are not part of the LesionFuse bundle of `schema` there: [] when it holds such a bundle
+ * (its manifest.json) and nothing else (the manifest, the checksum list, a signature and the files the manifest
+ * lists), null when it holds none. Only a folder with [] is replaced without --force.
+ */
+export function foreignBundleFiles(dir: string, schema: string): string[] | null {
+  let m: { schema?: unknown; files?: unknown } | null;
+  try {
+    m = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as typeof m;
+  } catch {
+    return null;
+  }
+  if (!m || m.schema !== schema || typeof m.files !== 'object' || m.files === null) return null;
+  const files = m.files as Record<string, string>;
+  try {
+    return listFiles(dir).filter((f) => !(f === 'manifest.json' || f === 'CHECKSUMS.sha256' || f === SIGNATURE_FILE || f in files));
+  } catch {
+    return null; // a link or special file inside: not a plain bundle
+  }
 }

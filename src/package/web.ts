@@ -32,7 +32,7 @@ import { writeMaskPng } from '../runtime/image.js';
 import { defaultSampleImage, processingOf, type BundleManifest } from './bundle.js';
 
 export { WEB_BUNDLE_SCHEMA } from './integrity.js';
-import { listFiles, WEB_BUNDLE_SCHEMA } from './integrity.js';
+import { foreignBundleFiles as foreignBundleFilesOf, listFiles, WEB_BUNDLE_SCHEMA } from './integrity.js';
 
 /** The pixels on which the browser's mask may differ from the one recorded at packaging, and why. */
 export const WEB_TOLERANCE = {
@@ -89,24 +89,9 @@ export interface WebPackageResult {
   manifest: WebManifest;
 }
 
-/**
- * The files in `dir` that are not part of the LesionFuse web bundle there: [] when it holds one (a manifest.json
- * of this schema, every other file named in it), null when it holds none.
- */
+/** The files in `dir` that are not part of the bundle there (see integrity.ts foreignBundleFiles). */
 export function foreignWebBundleFiles(dir: string): string[] | null {
-  let m: Partial<WebManifest> | null;
-  try {
-    m = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as Partial<WebManifest> | null;
-  } catch {
-    return null;
-  }
-  if (!m || m.schema !== WEB_BUNDLE_SCHEMA || typeof m.files !== 'object' || m.files === null) return null;
-  const files = m.files;
-  try {
-    return listFiles(dir).filter((f) => !(f === 'manifest.json' || f === 'CHECKSUMS.sha256' || f in files));
-  } catch {
-    return null;
-  }
+  return foreignBundleFilesOf(dir, WEB_BUNDLE_SCHEMA);
 }
 
 /** The folder of the installed onnxruntime-web package (an optional dependency of LesionFuse). */

@@ -154,3 +154,19 @@ test('signed bundles: another signer, an edit after signing and a missing signat
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a signed bundle is LesionFuse\'s own: packaging over it needs no --force', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'lf-sign-'));
+  try {
+    const k = generateSigningKeys();
+    writeFileSync(join(dir, 'k.pem'), k.privateKeyPem);
+    const model = writeTinySegModel(join(dir, 'tiny.onnx'));
+    await packageBundle({ model, profile: 'cpu-1t', out: join(dir, 'b'), sample, sign: join(dir, 'k.pem') });
+    const again = await packageBundle({ model, profile: 'cpu-1t', out: join(dir, 'b'), sample });
+    assert.ok(!readdirSync(again.dir).includes('manifest.sig.json'), 'the unsigned re-package replaced the signed bundle whole');
+    writeFileSync(join(dir, 'b/notes.txt'), 'mine');
+    await assert.rejects(packageBundle({ model, profile: 'cpu-1t', out: join(dir, 'b'), sample }), /notes.txt/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
