@@ -4,7 +4,7 @@
  * recorded with its reason and the other candidates are still measured; the result says what failed.
  */
 import { promises as fs, existsSync } from 'node:fs';
-import { join, relative, sep } from 'node:path';
+import { join } from 'node:path';
 import { log } from '../util/log.js';
 import { writeJsonAtomic } from '../util/atomic.js';
 import { describeError } from '../util/errors.js';
@@ -15,6 +15,7 @@ import { currentEnvironment, writeReport, paretoIds, type WrittenReport } from '
 import type { AccuracySummary, CandidateSummary, ProfileOutcome, ProfileSection, SpeedSummary, TradeoffReport } from '../report/types.js';
 import { packageBundle, type PackageResult } from '../package/bundle.js';
 import { findModelCard } from '../package/card.js';
+import { listFiles } from '../package/integrity.js';
 import { runStep, FileHasher, type StepOutcome } from './cache.js';
 import { studentIds, type PipelineConfig } from './config.js';
 import { benchmarkStage, distillStage, evaluateStage, modelFacts, overlaysStage, quantizeStage, rewriteStage } from './stages.js';
@@ -395,17 +396,10 @@ export function choose(
   };
 }
 
-/** SHA-256 of every file under `dir`, by '/'-separated relative path. */
+/** SHA-256 of every file of the bundle folder `dir`, by '/'-separated relative path. */
 async function hashFolder(dir: string, hasher: FileHasher): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
-  const walk = async (d: string): Promise<void> => {
-    for (const e of await fs.readdir(d, { withFileTypes: true })) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) await walk(p);
-      else out[relative(dir, p).split(sep).join('/')] = e.isFile() ? await hasher.hash(p) : 'not a regular file';
-    }
-  };
-  await walk(dir);
+  for (const f of listFiles(dir)) out[f] = await hasher.hash(join(dir, f));
   return out;
 }
 
